@@ -89,7 +89,10 @@ _KEY_TYPES: tuple[type, ...] = (type(None), bool, int, str)
 
 
 def _type_name(value: object) -> str:
-    """Name the nearest non-Ansible class of ``value`` (Ansible tags wrap builtins in subclasses)."""
+    """Name the nearest non-Ansible class of ``value``.
+
+    Ansible tags wrap builtins in subclasses, so those subclasses are skipped.
+    """
     for cls in type(value).__mro__:
         if not cls.__module__.startswith("ansible"):
             break
@@ -136,7 +139,10 @@ def _render_float(value: float, path: str) -> str:
 
 
 def _render_scalar(value: object, path: str) -> str:
-    """Render None, bool, int, float or str using the builtin type's own repr, never a subclass's."""
+    """Render None, bool, int, float or str.
+
+    Uses the builtin type's own repr, never a subclass's.
+    """
     if value is None:
         return "None"
     if isinstance(value, bool):

@@ -1,0 +1,35 @@
+"""Shared helpers of the test suite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOG_DIR = REPO_ROOT / ".cache" / "logs"
+
+
+def run(cmd: list[str], *, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None,
+        log_name: str | None = None, timeout: int = 3600) -> subprocess.CompletedProcess[str]:
+    """Run a command, keep its whole output in .cache/logs/, return the result."""
+    full_env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+                "ANSIBLE_NOCOLOR": "1", "PY_COLORS": "0", **(env or {})}
+    result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+                            timeout=timeout, check=False)
+    if log_name:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        (LOG_DIR / f"{log_name}.log").write_text(result.stdout + result.stderr)
+    return result
+
+
+def tail(result: subprocess.CompletedProcess[str], lines: int = 120) -> str:
+    """The last lines of a command's output, for an assertion message."""
+    return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT

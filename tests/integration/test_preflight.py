@@ -1,0 +1,107 @@
+"""The preflight play: bad input stops the run on the controller, before any host changes.
+
+These runs target the real inventories. The lab containers need not exist: a run that got
+past preflight would try to reach them, and the recap would show it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT, run, tail
+
+INVENTORIES = ["inventories/lab", "inventories/production.example"]
+ENTRY_PLAYBOOKS = sorted(
+    p.name for p in (REPO_ROOT / "playbooks").glob("*.yml") if p.name != "preflight.yml"
+)
+
+
+def recap_hosts(output: str) -> dict[str, str]:
+    """Host name -> its PLAY RECAP line."""
+    recap = output.split("PLAY RECAP", 1)[-1]
+    return {m.group(1): m.group(0) for m in re.finditer(r"^(\S+)\s+: ok=.*$", recap, re.M)}
+
+
+def run_site(inventory: str, *extra: str) -> tuple[int, str]:
+    result = run(["ansible-playbook", "-i", inventory, "playbooks/site.yml", *extra],
+                 log_name="preflight-" + Path(inventory).name)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+@pytest.mark.parametrize(
+    ("extra_vars", "named"),
+    [
+        ("jupyterhub_active_instance=c", "jupyterhub_active_instance"),
+        ("common_apt_cache_valid_time=soon", "common_apt_cache_valid_time"),
+        ('{"common_service_accounts": [{"name": "slurm"}]}', "uid"),
+        ('{"site_required_groups": ["proxy", "gpu_nodes"]}', "gpu_nodes"),
+    ],
+)
+def test_bad_value_stops_in_preflight_before_any_host(inventory: str, extra_vars: str,
+                                                      named: str) -> None:
+    rc, output = run_site(inventory, "-e", extra_vars)
+    assert rc != 0, "the run should have failed"
+    assert named in output, f"the failure does not name {named}:\n{output[-3000:]}"
+    hosts = recap_hosts(output)
+    assert list(hosts) == ["localhost"], f"hosts other than the controller were reached: {hosts}"
+    assert "changed=0" in hosts["localhost"]
+
+
+def test_hub_hosts_must_be_one_per_instance(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory"
+    shutil.copytree(REPO_ROOT / "inventories/lab", inventory,
+                    ignore=shutil.ignore_patterns(".secrets"))
+    hosts_file = inventory / "hosts.yml"
+    hosts = yaml.safe_load(hosts_file.read_text())
+    hosts["all"]["children"]["jupyterhub"]["hosts"]["hub-b"]["jupyterhub_instance"] = "a"
+    hosts_file.write_text(yaml.safe_dump(hosts))
+    rc, output = run_site(str(inventory))
+    assert rc != 0
+    assert "jupyterhub_instance" in output
+    assert "'hub-a': 'a', 'hub-b': 'a'" in output
+    assert list(recap_hosts(output)) == ["localhost"]
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_group_vars_reach_every_inventory(inventory: str) -> None:
+    """The A/B switch lives only in the top-level group_vars/: preflight reports it."""
+    result = run(["ansible-playbook", "-i", inventory, "playbooks/show-config.yml"])
+    assert result.returncode == 0, tail(result)
+    assert "production instance: a," in result.stdout
+
+
+def test_flipping_group_vars_changes_what_runs(tmp_path: Path) -> None:
+    """Flip the switch in a copy of the repository's group_vars: the run sees the new value."""
+    work = tmp_path / "site"
+    for part in ("playbooks", "roles", "inventories", "group_vars", "ansible.cfg"):
+        src = REPO_ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, work / part, symlinks=True,
+                            ignore=shutil.ignore_patterns(".secrets"))
+        else:
+            shutil.copy(src, work / part)
+    switch = work / "group_vars/all/jupyterhub.yml"
+    switch.write_text(switch.read_text().replace("jupyterhub_active_instance: a",
+                                                 "jupyterhub_active_instance: b"))
+    result = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/show-config.yml"],
+                 cwd=work, env={"ANSIBLE_CONFIG": str(work / "ansible.cfg")})
+    assert result.returncode == 0, tail(result)
+    assert "production instance: b," in result.stdout
+
+
+@pytest.mark.parametrize("playbook", ENTRY_PLAYBOOKS)
+def test_every_entry_playbook_starts_with_preflight(playbook: str) -> None:
+    """Entry playbooks sit in playbooks/ (where group_vars/ is linked) and validate first."""
+    plays = yaml.safe_load((REPO_ROOT / "playbooks" / playbook).read_text())
+    first = plays[0].get("ansible.builtin.import_playbook", "")
+    if playbook == "site.yml":
+        first = yaml.safe_load((REPO_ROOT / "playbooks" / first).read_text())[0].get(
+            "ansible.builtin.import_playbook", "")
+    assert first == "preflight.yml", f"{playbook} does not import preflight.yml first"
+    assert (REPO_ROOT / "playbooks/group_vars").resolve() == REPO_ROOT / "group_vars"
