@@ -12,13 +12,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO_ROOT / ".cache" / "logs"
 
 
-def run(cmd: list[str], *, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None,
-        log_name: str | None = None, timeout: int = 3600) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str],
+    *,
+    cwd: Path = REPO_ROOT,
+    env: dict[str, str] | None = None,
+    log_name: str | None = None,
+    timeout: int = 3600,
+) -> subprocess.CompletedProcess[str]:
     """Run a command, keep its whole output in .cache/logs/, return the result."""
-    full_env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-                "ANSIBLE_NOCOLOR": "1", "PY_COLORS": "0", **(env or {})}
-    result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
-                            timeout=timeout, check=False)
+    full_env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "PY_COLORS": "0",
+        **(env or {}),
+    }
+    result = subprocess.run(
+        cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     if log_name:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         (LOG_DIR / f"{log_name}.log").write_text(result.stdout + result.stderr)

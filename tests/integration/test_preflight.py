@@ -28,8 +28,10 @@ def recap_hosts(output: str) -> dict[str, str]:
 
 
 def run_site(inventory: str, *extra: str) -> tuple[int, str]:
-    result = run(["ansible-playbook", "-i", inventory, "playbooks/site.yml", *extra],
-                 log_name="preflight-" + Path(inventory).name)
+    result = run(
+        ["ansible-playbook", "-i", inventory, "playbooks/site.yml", *extra],
+        log_name="preflight-" + Path(inventory).name,
+    )
     return result.returncode, result.stdout + result.stderr
 
 
@@ -43,8 +45,9 @@ def run_site(inventory: str, *extra: str) -> tuple[int, str]:
         ('{"site_required_groups": ["proxy", "gpu_nodes"]}', "gpu_nodes"),
     ],
 )
-def test_bad_value_stops_in_preflight_before_any_host(inventory: str, extra_vars: str,
-                                                      named: str) -> None:
+def test_bad_value_stops_in_preflight_before_any_host(
+    inventory: str, extra_vars: str, named: str
+) -> None:
     rc, output = run_site(inventory, "-e", extra_vars)
     assert rc != 0, "the run should have failed"
     assert named in output, f"the failure does not name {named}:\n{output[-3000:]}"
@@ -55,8 +58,9 @@ def test_bad_value_stops_in_preflight_before_any_host(inventory: str, extra_vars
 
 def test_hub_hosts_must_be_one_per_instance(tmp_path: Path) -> None:
     inventory = tmp_path / "inventory"
-    shutil.copytree(REPO_ROOT / "inventories/lab", inventory,
-                    ignore=shutil.ignore_patterns(".secrets"))
+    shutil.copytree(
+        REPO_ROOT / "inventories/lab", inventory, ignore=shutil.ignore_patterns(".secrets")
+    )
     hosts_file = inventory / "hosts.yml"
     hosts = yaml.safe_load(hosts_file.read_text())
     hosts["all"]["children"]["jupyterhub"]["hosts"]["hub-b"]["jupyterhub_instance"] = "a"
@@ -82,15 +86,20 @@ def test_flipping_group_vars_changes_what_runs(tmp_path: Path) -> None:
     for part in ("playbooks", "roles", "inventories", "group_vars", "ansible.cfg"):
         src = REPO_ROOT / part
         if src.is_dir():
-            shutil.copytree(src, work / part, symlinks=True,
-                            ignore=shutil.ignore_patterns(".secrets"))
+            shutil.copytree(
+                src, work / part, symlinks=True, ignore=shutil.ignore_patterns(".secrets")
+            )
         else:
             shutil.copy(src, work / part)
     switch = work / "group_vars/all/jupyterhub.yml"
-    switch.write_text(switch.read_text().replace("jupyterhub_active_instance: a",
-                                                 "jupyterhub_active_instance: b"))
-    result = run(["ansible-playbook", "-i", "inventories/lab", "playbooks/show-config.yml"],
-                 cwd=work, env={"ANSIBLE_CONFIG": str(work / "ansible.cfg")})
+    switch.write_text(
+        switch.read_text().replace("jupyterhub_active_instance: a", "jupyterhub_active_instance: b")
+    )
+    result = run(
+        ["ansible-playbook", "-i", "inventories/lab", "playbooks/show-config.yml"],
+        cwd=work,
+        env={"ANSIBLE_CONFIG": str(work / "ansible.cfg")},
+    )
     assert result.returncode == 0, tail(result)
     assert "production instance: b," in result.stdout
 
@@ -102,6 +111,7 @@ def test_every_entry_playbook_starts_with_preflight(playbook: str) -> None:
     first = plays[0].get("ansible.builtin.import_playbook", "")
     if playbook == "site.yml":
         first = yaml.safe_load((REPO_ROOT / "playbooks" / first).read_text())[0].get(
-            "ansible.builtin.import_playbook", "")
+            "ansible.builtin.import_playbook", ""
+        )
     assert first == "preflight.yml", f"{playbook} does not import preflight.yml first"
     assert (REPO_ROOT / "playbooks/group_vars").resolve() == REPO_ROOT / "group_vars"

@@ -21,7 +21,10 @@ LAB_TEST_ENV = {
 
 def scenarios() -> list[tuple[Path, str]]:
     """(project directory, scenario name) of every scenario, role scenarios first."""
-    found = [(p.parents[2], p.parent.name) for p in sorted(REPO_ROOT.glob("roles/*/molecule/*/molecule.yml"))]
+    found = [
+        (p.parents[2], p.parent.name)
+        for p in sorted(REPO_ROOT.glob("roles/*/molecule/*/molecule.yml"))
+    ]
     found += [(REPO_ROOT, p.parent.name) for p in sorted(REPO_ROOT.glob("molecule/*/molecule.yml"))]
     return found
 

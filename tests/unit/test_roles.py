@@ -30,8 +30,13 @@ def defaults(role: str) -> dict:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_role_has_its_parts(role: str) -> None:
-    for part in ("README.md", "meta/main.yml", "meta/argument_specs.yml", "defaults/main.yml",
-                 "tasks/main.yml"):
+    for part in (
+        "README.md",
+        "meta/main.yml",
+        "meta/argument_specs.yml",
+        "defaults/main.yml",
+        "tasks/main.yml",
+    ):
         assert (REPO_ROOT / "roles" / role / part).is_file(), f"roles/{role}/{part} is missing"
 
 
