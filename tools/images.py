@@ -100,6 +100,8 @@ def build_base(recipe: dict, suite: str, name: str, recipe_hash: str) -> None:
         (rootfs / "etc/apt/sources.list").unlink(missing_ok=True)
         (rootfs / "etc/apt/sources.list.d/debian.sources").write_text(sources_list(recipe, suite))
         (rootfs / "etc/machine-id").write_text("")
+        for unit in recipe.get("masked_units", []):
+            (rootfs / "etc/systemd/system" / unit).symlink_to("/dev/null")
         shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
         (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)

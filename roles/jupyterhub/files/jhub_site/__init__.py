@@ -1,0 +1,1 @@
+"""Site extensions of JupyterHub, installed by the jupyterhub role into the hub's virtualenv."""

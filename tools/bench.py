@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Benchmarks of the running lab, through the front door. Results go to stdout as JSON.
+
+  bench.py spawn    --url URL --ca CA --secrets DIR [--user alice] [--count 20]
+  bench.py failover --url URL --ca CA --stop 'docker stop lab-hub-a' \
+      --start 'docker start lab-hub-a'
+  bench.py switch   --url URL --ca CA --flip 'ansible-playbook playbooks/switch.yml -e ...'
+
+failover and switch poll /hub/health every 100 ms (bounded: --seconds) while the command
+runs, and count requests that failed and which instance answered (X-JupyterHub-Instance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hubclient import HubUser
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))
+    return round(ordered[index], 3)
+
+
+def bench_spawn(args: argparse.Namespace) -> dict:
+    password = (args.secrets / f"ldap-user-{args.user}").read_text().strip()
+    user = HubUser(args.url, args.user, password, args.ca)
+    user.login()
+    times = []
+    for _ in range(args.count):
+        times.append(user.start_server())
+        user.stop_server()
+    return {
+        "spawns": len(times),
+        "p50_s": percentile(times, 50),
+        "p95_s": percentile(times, 95),
+        "max_s": round(max(times), 3),
+        "mean_s": round(statistics.mean(times), 3),
+    }
+
+
+class Poller(threading.Thread):
+    """Polls the health endpoint every interval until stopped; bounded by a deadline."""
+
+    def __init__(self, url: str, ca: str | bool, interval: float, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.ca, self.interval = url.rstrip("/") + "/hub/health", ca, interval
+        self.deadline = time.monotonic() + seconds
+        self.samples: list[tuple[float, bool, str, float]] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        session = requests.Session()
+        while not self.stop_event.is_set() and time.monotonic() < self.deadline:
+            started = time.monotonic()
+            try:
+                reply = session.get(self.url, verify=self.ca, timeout=10)
+                ok, who = reply.status_code == 200, reply.headers.get("X-JupyterHub-Instance", "?")
+            except requests.RequestException:
+                ok, who = False, "-"
+            self.samples.append((started, ok, who, time.monotonic() - started))
+            time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def report(self, since: float) -> dict:
+        after = [s for s in self.samples if s[0] >= since]
+        failed = [s for s in after if not s[1]]
+        answered = {}
+        for _, ok, who, _ in after:
+            if ok:
+                answered[who] = answered.get(who, 0) + 1
+        window = (failed[-1][0] - failed[0][0] + failed[-1][3]) if failed else 0.0
+        first = next((s[2] for s in after if s[1]), "")
+        other = next((s for s in after if s[1] and s[2] != first), None)
+        return {
+            "other_instance_after_s": round(other[0] + other[3] - since, 3) if other else None,
+            "requests": len(after),
+            "failed": len(failed),
+            "answered_by": answered,
+            "failure_window_s": round(window, 3),
+            "slowest_s": round(max((s[3] for s in after), default=0.0), 3),
+        }
+
+
+def poll_around(args: argparse.Namespace, command: str) -> dict:
+    poller = Poller(args.url, args.ca, 0.1, args.seconds)
+    poller.start()
+    time.sleep(1.0)
+    since = time.monotonic()
+    subprocess.run(shlex.split(command), check=True, capture_output=True)
+    time.sleep(args.settle)
+    poller.stop_event.set()
+    poller.join()
+    return poller.report(since)
+
+
+def bench_failover(args: argparse.Namespace) -> dict:
+    report = poll_around(args, args.stop)
+    subprocess.run(shlex.split(args.start), check=True, capture_output=True)
+    return report
+
+
+def bench_switch(args: argparse.Namespace) -> dict:
+    return poll_around(args, args.flip)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("spawn", "failover", "switch"):
+        p = sub.add_parser(name)
+        p.add_argument("--url", required=True)
+        p.add_argument("--ca", default=True)
+        p.add_argument("--seconds", type=float, default=600, help="upper bound of polling")
+        p.add_argument("--settle", type=float, default=10, help="polling after the command")
+    sub.choices["spawn"].add_argument("--secrets", type=Path, required=True)
+    sub.choices["spawn"].add_argument("--user", default="alice")
+    sub.choices["spawn"].add_argument("--count", type=int, default=20)
+    sub.choices["failover"].add_argument("--stop", required=True)
+    sub.choices["failover"].add_argument("--start", required=True)
+    sub.choices["switch"].add_argument("--flip", required=True)
+    args = parser.parse_args()
+    bench = {"spawn": bench_spawn, "failover": bench_failover, "switch": bench_switch}
+    print(json.dumps({args.command: bench[args.command](args)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""A small client that does what a user does with the hub through the front door.
+
+Log in through the login form, start the server, run code in a kernel over the websocket,
+stop the server. Used by the lab's verify step and by the benchmark scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import requests
+import websocket
+
+
+class HubError(RuntimeError):
+    """What the user would have seen go wrong."""
+
+
+@dataclass
+class HubUser:
+    base_url: str
+    name: str
+    password: str
+    ca_file: str | bool = True
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+    @property
+    def xsrf(self) -> str:
+        return self.xsrf_for("/hub/")
+
+    def xsrf_for(self, path: str) -> str:
+        """The _xsrf cookie the hub (/hub/) or the user's server (/user/<name>/) set."""
+        return next(
+            (c.value for c in self.session.cookies if c.name == "_xsrf" and c.path == path), ""
+        )
+
+    def open_lab(self) -> None:
+        """Open JupyterLab as a browser does (the server's OAuth login with the hub)."""
+        reply = self.session.get(
+            self.url(f"/user/{self.name}/lab"), verify=self.ca_file, timeout=60
+        )
+        if reply.status_code != 200:
+            raise HubError(f"opening JupyterLab of {self.name}: HTTP {reply.status_code}")
+
+    def request(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        scope = f"/user/{self.name}/" if path.startswith("/user/") else "/hub/"
+        headers = {"X-XSRFToken": self.xsrf_for(scope), "Accept": "application/json"}
+        return self.session.request(
+            method, self.url(path), headers=headers, verify=self.ca_file, timeout=30, **kwargs
+        )
+
+    def login(self) -> None:
+        """Log in through the form; raises HubError when the hub refuses."""
+        self.session.get(self.url("/hub/login"), verify=self.ca_file, timeout=30)
+        reply = self.session.post(
+            self.url("/hub/login"),
+            data={"username": self.name, "password": self.password, "_xsrf": self.xsrf},
+            verify=self.ca_file,
+            timeout=30,
+            allow_redirects=False,
+        )
+        if reply.status_code != 302 or "/hub/login" in reply.headers.get("Location", ""):
+            raise HubError(f"login of {self.name} refused (HTTP {reply.status_code})")
+
+    def served_by(self) -> str:
+        """The instance that answers (a or b), from the page the hub renders."""
+        reply = self.request("GET", "/hub/api/")
+        return reply.headers.get("X-JupyterHub-Instance", "")
+
+    def start_server(self, timeout: float = 120) -> float:
+        """Start the default server and wait until it is ready; returns the seconds it took."""
+        started = time.monotonic()
+        reply = self.request("POST", f"/hub/api/users/{self.name}/server")
+        if reply.status_code not in (201, 202, 400):
+            raise HubError(f"spawn of {self.name}: HTTP {reply.status_code} {reply.text[:200]}")
+        while time.monotonic() - started < timeout:
+            model = self.request("GET", f"/hub/api/users/{self.name}").json()
+            server = model.get("servers", {}).get("", {})
+            if server.get("ready"):
+                return time.monotonic() - started
+            if not server and not model.get("pending"):
+                raise HubError(f"server of {self.name} stopped while starting")
+            time.sleep(0.2)
+        raise HubError(f"server of {self.name} not ready after {timeout} s")
+
+    def stop_server(self, timeout: float = 60) -> None:
+        self.request("DELETE", f"/hub/api/users/{self.name}/server")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.request("GET", f"/hub/api/users/{self.name}").json()
+            if not model.get("servers") and not model.get("pending"):
+                return
+            time.sleep(0.2)
+        raise HubError(f"server of {self.name} did not stop within {timeout} s")
+
+    def run_code(self, code: str, timeout: float = 60) -> str:
+        """Run code in a new kernel over the websocket; returns the text of the result."""
+        if not self.xsrf_for(f"/user/{self.name}/"):
+            self.open_lab()
+        reply = self.request("POST", f"/user/{self.name}/api/kernels", json={"name": "python3"})
+        if reply.status_code != 201:
+            raise HubError(f"kernel start: HTTP {reply.status_code} {reply.text[:200]}")
+        kernel = reply.json()["id"]
+        try:
+            return self._execute(kernel, code, timeout)
+        finally:
+            self.request("DELETE", f"/user/{self.name}/api/kernels/{kernel}")
+
+    def _execute(self, kernel: str, code: str, timeout: float) -> str:
+        parts = urlsplit(self.base_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        ws_url = f"{scheme}://{parts.netloc}/user/{self.name}/api/kernels/{kernel}/channels"
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        sslopt = {"ca_certs": self.ca_file} if isinstance(self.ca_file, str) else {}
+        conn = websocket.create_connection(
+            ws_url,
+            cookie=cookies,
+            header={"X-XSRFToken": self.xsrf},
+            sslopt=sslopt,
+            timeout=timeout,
+        )
+        try:
+            msg_id = uuid.uuid4().hex
+            conn.send(json.dumps(execute_request(msg_id, code)))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                message = json.loads(conn.recv())
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = message["msg_type"], message["content"]
+                if kind == "execute_result":
+                    return content["data"]["text/plain"]
+                if kind == "error":
+                    raise HubError(f"{content['ename']}: {content['evalue']}")
+            raise HubError(f"no result within {timeout} s")
+        finally:
+            conn.close()
+
+
+def execute_request(msg_id: str, code: str) -> dict:
+    return {
+        "header": {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": "",
+            "session": uuid.uuid4().hex,
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "channel": "shell",
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+        "buffers": [],
+    }
