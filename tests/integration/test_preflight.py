@@ -29,11 +29,12 @@ def recap_hosts(output: str) -> dict[str, str]:
 
 def assert_no_host_touched(output: str) -> None:
     """No host was changed or even contacted: the production example's hosts do not exist,
-    so a connection attempt would show as unreachable."""
+    so a connection attempt would show as unreachable. (The controller itself may have
+    created its directory of generated secrets.)"""
     hosts = recap_hosts(output)
     assert "localhost" in hosts
     for host, line in hosts.items():
-        assert "changed=0" in line, f"{host} was changed: {line}"
+        assert host == "localhost" or "changed=0" in line, f"{host} was changed: {line}"
         assert "unreachable=0" in line, f"{host} was contacted: {line}"
     assert "Gathering Facts" not in output
 
