@@ -24,8 +24,19 @@ def spec_options(role: str) -> dict:
     ]
 
 
+def defaults_files(role: str) -> list[Path]:
+    """defaults/main.yml, or every file of a defaults/main/ directory (Ansible loads both)."""
+    base = REPO_ROOT / "roles" / role / "defaults"
+    if (base / "main").is_dir():
+        return sorted((base / "main").glob("*.yml"))
+    return [base / "main.yml"]
+
+
 def defaults(role: str) -> dict:
-    return load(REPO_ROOT / "roles" / role / "defaults/main.yml")
+    merged: dict = {}
+    for path in defaults_files(role):
+        merged |= load(path)
+    return merged
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -34,21 +45,22 @@ def test_role_has_its_parts(role: str) -> None:
         "README.md",
         "meta/main.yml",
         "meta/argument_specs.yml",
-        "defaults/main.yml",
         "tasks/main.yml",
     ):
         assert (REPO_ROOT / "roles" / role / part).is_file(), f"roles/{role}/{part} is missing"
+    assert all(p.is_file() for p in defaults_files(role)), f"roles/{role}/defaults/main is missing"
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_default_is_specified_prefixed_and_commented(role: str) -> None:
     options = spec_options(role)
-    text = (REPO_ROOT / "roles" / role / "defaults/main.yml").read_text().splitlines()
-    for name in defaults(role):
-        assert name.startswith(f"{role}_"), f"{name} lacks the role prefix {role}_"
-        assert name in options, f"{name} is not in roles/{role}/meta/argument_specs.yml"
-        line = next(i for i, t in enumerate(text) if t.startswith(f"{name}:"))
-        assert text[line - 1].startswith("#"), f"{name} has no comment line above it"
+    for path in defaults_files(role):
+        text = path.read_text().splitlines()
+        for name in load(path):
+            assert name.startswith(f"{role}_"), f"{name} lacks the role prefix {role}_"
+            assert name in options, f"{name} is not in roles/{role}/meta/argument_specs.yml"
+            line = next(i for i, t in enumerate(text) if t.startswith(f"{name}:"))
+            assert text[line - 1].startswith("#"), f"{name} has no comment line above it"
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -56,7 +68,7 @@ def test_every_specified_option_has_a_default_or_is_required(role: str) -> None:
     role_defaults = defaults(role)
     for name, option in spec_options(role).items():
         assert option.get("required") or name in role_defaults, (
-            f"{name} is neither required nor given a default in roles/{role}/defaults/main.yml"
+            f"{name} is neither required nor given a default in roles/{role}/defaults/"
         )
         assert option.get("description"), f"{name} has no description in the argument spec"
 
