@@ -7,6 +7,7 @@ stop the server. Used by the lab's verify step and by the benchmark scripts.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -74,21 +75,80 @@ class HubUser:
         reply = self.request("GET", "/hub/api/")
         return reply.headers.get("X-JupyterHub-Instance", "")
 
-    def start_server(self, timeout: float = 120) -> float:
-        """Start the default server and wait until it is ready; returns the seconds it took."""
+    def start_server(self, timeout: float = 120, options: dict | None = None) -> float:
+        """Start the default server through the REST API and wait until it is ready; returns
+        the seconds it took. options are the server's user_options (JSON body), e.g.
+        {"backend": "slurm", "options": {...}}; None starts with the user's last choices."""
         started = time.monotonic()
-        reply = self.request("POST", f"/hub/api/users/{self.name}/server")
+        body = {} if options is None else {"json": options}
+        reply = self.request("POST", f"/hub/api/users/{self.name}/server", **body)
         if reply.status_code not in (201, 202, 400):
             raise HubError(f"spawn of {self.name}: HTTP {reply.status_code} {reply.text[:200]}")
+        return self.wait_ready(started, timeout)
+
+    def spawn_form(self) -> str:
+        """The spawn form the hub shows this user (HTML)."""
+        reply = self.session.get(
+            self.url(f"/hub/spawn/{self.name}"), verify=self.ca_file, timeout=60
+        )
+        if reply.status_code != 200:
+            raise HubError(f"spawn form of {self.name}: HTTP {reply.status_code}")
+        return reply.text
+
+    def start_with_form(self, fields: dict[str, str | list[str]], timeout: float = 120) -> float:
+        """Submit the spawn form as a browser does and wait until the server is ready; returns
+        the seconds it took. A form the hub refuses raises HubError with the hub's message."""
+        self.spawn_form()
+        started = time.monotonic()
+        reply = self.session.post(
+            self.url(f"/hub/spawn/{self.name}"),
+            data={**fields, "_xsrf": self.xsrf},
+            verify=self.ca_file,
+            timeout=60,
+            allow_redirects=False,
+        )
+        if reply.status_code not in (302, 303):
+            message = re.search(
+                r'<div[^>]*class="[^"]*alert[^"]*"[^>]*>(.*?)</div>', reply.text, re.S
+            )
+            text = (
+                re.sub(r"<[^>]+>|\s+", " ", message.group(1)).strip()
+                if message
+                else reply.text[:300]
+            )
+            raise HubError(f"spawn form of {self.name} refused (HTTP {reply.status_code}): {text}")
+        return self.wait_ready(started, timeout)
+
+    def wait_ready(self, started: float, timeout: float) -> float:
+        """Wait until the default server is ready; raises HubError with the hub's last
+        progress message when it stops or fails instead."""
         while time.monotonic() - started < timeout:
             model = self.request("GET", f"/hub/api/users/{self.name}").json()
             server = model.get("servers", {}).get("", {})
             if server.get("ready"):
                 return time.monotonic() - started
             if not server and not model.get("pending"):
-                raise HubError(f"server of {self.name} stopped while starting")
+                raise HubError(
+                    f"server of {self.name} stopped while starting: {self.last_progress()}"
+                )
             time.sleep(0.2)
         raise HubError(f"server of {self.name} not ready after {timeout} s")
+
+    def last_progress(self) -> str:
+        """The last message of the hub's progress stream for the default server (what the
+        spawn page shows, e.g. why a spawn failed)."""
+        reply = self.session.get(
+            self.url(f"/hub/api/users/{self.name}/server/progress"),
+            headers={"Accept": "text/event-stream", "X-XSRFToken": self.xsrf},
+            verify=self.ca_file,
+            timeout=10,
+        )
+        messages = [
+            json.loads(line[len("data:") :]).get("message", "")
+            for line in reply.text.splitlines()
+            if line.startswith("data:")
+        ]
+        return messages[-1] if messages else f"(no progress: HTTP {reply.status_code})"
 
     def stop_server(self, timeout: float = 60) -> None:
         self.request("DELETE", f"/hub/api/users/{self.name}/server")
