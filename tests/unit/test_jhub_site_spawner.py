@@ -17,7 +17,7 @@ from tests.conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "roles/jupyterhub/files"))
 
-from jhub_site.spawner import SiteSpawner  # noqa: E402
+from jhub_site.spawner import SiteSpawner
 
 
 class _Backend(Spawner):
@@ -84,7 +84,8 @@ def run(coro):
 def test_form_offers_each_backend_in_order_with_the_first_picked() -> None:
     form = run(make(["slurm", "swarm"]).render_form())
     assert form.index('value="slurm" checked') < form.index('value="swarm"')
-    assert 'name="slurm_cpus"' in form and 'name="swarm_cpus"' in form
+    assert 'name="slurm_cpus"' in form
+    assert 'name="swarm_cpus"' in form
     assert "Batch &lt;job&gt;" in form, "backend names are escaped"
 
 
@@ -105,7 +106,9 @@ def test_form_opens_with_the_last_choices() -> None:
 
 def test_options_from_form_delegates_to_the_picked_backend() -> None:
     spawner = make(["swarm", "slurm"])
-    options = spawner.options_from_form({"backend": ["slurm"], "slurm_cpus": ["2"], "swarm_cpus": ["9"]})
+    options = spawner.options_from_form(
+        {"backend": ["slurm"], "slurm_cpus": ["2"], "swarm_cpus": ["9"]}
+    )
     assert options == {"backend": "slurm", "options": {"cpus": 2}}
 
 
@@ -117,7 +120,7 @@ def test_bad_values_are_refused_with_the_backends_message() -> None:
 
 def test_a_backend_the_hub_does_not_offer_is_refused() -> None:
     spawner = make(["swarm"])
-    with pytest.raises(ValueError, match="Unknown compute backend 'slurm'.*offers swarm"):
+    with pytest.raises(ValueError, match=r"Unknown compute backend 'slurm'.*offers swarm"):
         spawner.options_from_form({"backend": ["slurm"], "slurm_cpus": ["1"]})
 
 

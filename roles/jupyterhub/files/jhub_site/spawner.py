@@ -16,6 +16,7 @@ without any form.
 
 from __future__ import annotations
 
+import contextlib
 import html
 from typing import Any
 
@@ -24,10 +25,10 @@ from traitlets import Dict, List, Unicode, default
 from traitlets.utils.importstring import import_item
 from wrapspawner import WrapSpawner
 
-try:  # batchspawner registers its API handler (the notebook reports its port) on import.
+# batchspawner registers its API handler (where the notebook reports its port) on import;
+# a hub without batch backends has no batchspawner.
+with contextlib.suppress(ImportError):
     import batchspawner  # noqa: F401
-except ImportError:  # a hub without batch backends
-    pass
 
 # Traits JupyterHub sets on the spawner of a server before it starts it (tokens, OAuth
 # client, certificates). The wrapper hands them to its child; configurable traits (cmd,
@@ -99,7 +100,9 @@ class SiteSpawner(WrapSpawner):
     # --- choosing the backend -------------------------------------------------------------
 
     def _enabled(self) -> list[str]:
-        return [name for name in self.backend_order if name in self.backends] or sorted(self.backends)
+        return [name for name in self.backend_order if name in self.backends] or sorted(
+            self.backends
+        )
 
     def _check_backend(self, name: str) -> str:
         enabled = self._enabled()
@@ -143,12 +146,16 @@ class SiteSpawner(WrapSpawner):
         picked = stored.get("backend") if stored.get("backend") in enabled else enabled[0]
         parts = [_FORM_STYLE]
         if len(enabled) > 1:
-            parts.append('<div class="form-group site-backend-choice"><p><strong>Where should your server run?</strong></p>')
+            parts.append(
+                '<div class="form-group site-backend-choice">'
+                "<p><strong>Where should your server run?</strong></p>"
+            )
             for name in enabled:
                 display = html.escape(self.backends[name].get("display", name))
                 checked = " checked" if name == picked else ""
                 parts.append(
-                    f'<label><input type="radio" name="backend" value="{html.escape(name)}"{checked}> {display}</label>'
+                    f'<label><input type="radio" name="backend" value="{html.escape(name)}"'
+                    f"{checked}> {display}</label>"
                 )
             parts.append("</div>")
         else:
@@ -156,7 +163,9 @@ class SiteSpawner(WrapSpawner):
         for name in enabled:
             probe = self._new_child(name, self.last_options(name))
             section = await probe.site_form()
-            parts.append(f'<div class="site-backend" data-backend="{html.escape(name)}">{section}</div>')
+            parts.append(
+                f'<div class="site-backend" data-backend="{html.escape(name)}">{section}</div>'
+            )
         if len(enabled) > 1:
             parts.append(_FORM_SCRIPT)
         return "\n".join(parts)
@@ -174,7 +183,9 @@ class SiteSpawner(WrapSpawner):
             self.child_backend = backend
             options = (self.user_options or {}).get("options") or {}
             if not isinstance(options, dict):
-                raise ValueError("user_options['options'] must be a mapping of the backend's options.")
+                raise ValueError(
+                    "user_options['options'] must be a mapping of the backend's options."
+                )
             self.child_spawner = self._new_child(backend, dict(options))
             if self.child_state:
                 self.child_spawner.load_state(self.child_state)
