@@ -1,7 +1,9 @@
 """Every molecule scenario, full sequence: create, converge, idempotence, verify, destroy.
 
-Role scenarios run first; the whole-site lab scenario last, on its own copy of the lab
-(container prefix ci-, its own ports) so that a lab in use is left alone.
+The whole-site lab scenario is listed first (it takes longest: with pytest -n 2 it runs
+beside the role scenarios), on its own copy of the lab (container prefix ci-, its own ports)
+so that a lab in use is left alone. After each scenario, its whole Ansible output must not
+hold any generated secret.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, run, tail
+from tests.secrets import leaks
 
 LAB_TEST_ENV = {
     "JHUB_LAB_PREFIX": "ci-",
@@ -21,12 +24,12 @@ LAB_TEST_ENV = {
 
 
 def scenarios() -> list[tuple[Path, str]]:
-    """(project directory, scenario name) of every scenario, role scenarios first."""
-    found = [
+    """(project directory, scenario name) of every scenario, the site's first."""
+    found = [(REPO_ROOT, p.parent.name) for p in sorted(REPO_ROOT.glob("molecule/*/molecule.yml"))]
+    found += [
         (p.parents[2], p.parent.name)
         for p in sorted(REPO_ROOT.glob("roles/*/molecule/*/molecule.yml"))
     ]
-    found += [(REPO_ROOT, p.parent.name) for p in sorted(REPO_ROOT.glob("molecule/*/molecule.yml"))]
     return found
 
 
@@ -44,3 +47,5 @@ def test_scenario(project: Path, scenario: str) -> None:
         f"molecule test -s {scenario} in {project} failed; whole log in .cache/logs/{label}.log\n"
         + tail(result, 150)
     )
+    found = leaks({f"{label}.log": result.stdout + result.stderr})
+    assert not found, "secrets in the Ansible output:\n" + "\n".join(found)

@@ -208,7 +208,12 @@ TRICKY_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("value", TRICKY_VALUES, ids=repr)
+def stable_id(value: Any) -> str:
+    """A test id that is the same in every process (pytest-xdist compares them)."""
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(value))
+
+
+@pytest.mark.parametrize("value", TRICKY_VALUES, ids=stable_id)
 def test_round_trip(value: Any) -> None:
     source = to_python_literal(value)
     assert isinstance(source, str)
@@ -219,7 +224,7 @@ def test_round_trip(value: Any) -> None:
     assert "\r" not in source
 
 
-@pytest.mark.parametrize("value", TRICKY_VALUES, ids=repr)
+@pytest.mark.parametrize("value", TRICKY_VALUES, ids=stable_id)
 def test_round_trip_without_sorting(value: Any) -> None:
     assert strict_equal(ast.literal_eval(to_python_literal(value, sort_keys=False)), value)
 
@@ -363,7 +368,7 @@ UNSUPPORTED = [
 ]
 
 
-@pytest.mark.parametrize(("value", "fragments"), UNSUPPORTED, ids=repr)
+@pytest.mark.parametrize(("value", "fragments"), UNSUPPORTED, ids=stable_id)
 def test_unsupported_values_are_rejected_with_type_and_path(
     value: Any, fragments: list[str]
 ) -> None:
@@ -382,7 +387,7 @@ BAD_DICT_KEYS = [
 ]
 
 
-@pytest.mark.parametrize(("value", "fragments"), BAD_DICT_KEYS, ids=repr)
+@pytest.mark.parametrize(("value", "fragments"), BAD_DICT_KEYS, ids=stable_id)
 def test_bad_dict_keys_are_rejected(value: Any, fragments: list[str]) -> None:
     with pytest.raises(AnsibleFilterError, match="dict key") as caught:
         to_python_literal(value)
@@ -570,7 +575,7 @@ BAD_KEYS = [
 ]
 
 
-@pytest.mark.parametrize("key", BAD_KEYS, ids=repr)
+@pytest.mark.parametrize("key", BAD_KEYS, ids=stable_id)
 def test_bad_keys_are_rejected_naming_the_key(key: str) -> None:
     with pytest.raises(AnsibleFilterError) as caught:
         jupyterhub_config_lines({key: 1})
@@ -591,7 +596,7 @@ NESTED_BAD_KEYS = [
 ]
 
 
-@pytest.mark.parametrize(("settings", "fragment"), NESTED_BAD_KEYS, ids=repr)
+@pytest.mark.parametrize(("settings", "fragment"), NESTED_BAD_KEYS, ids=stable_id)
 def test_bad_nested_keys_are_rejected(settings: dict, fragment: str) -> None:
     with pytest.raises(AnsibleFilterError) as caught:
         jupyterhub_config_lines(settings)
@@ -599,7 +604,7 @@ def test_bad_nested_keys_are_rejected(settings: dict, fragment: str) -> None:
     assert KEY_HELP in str(caught.value)
 
 
-@pytest.mark.parametrize("key", [1, None, ("JupyterHub", "port"), True], ids=repr)
+@pytest.mark.parametrize("key", [1, None, ("JupyterHub", "port"), True], ids=stable_id)
 def test_non_string_keys_are_rejected(key: Any) -> None:
     with pytest.raises(
         AnsibleFilterError, match=f"invalid setting key of type {type(key).__name__}"
