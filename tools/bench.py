@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """Benchmarks of the running lab, through the front door. Results go to stdout as JSON.
 
-  bench.py spawn    --url URL --ca CA --secrets DIR [--user alice] [--count 20]
+  bench.py spawn    --url URL --ca CA --secrets DIR [--user alice] [--count 20] [--options JSON]
+  bench.py users    --secrets DIR --directory lab-directory [--count 60]
+  bench.py burst    --url URL --ca CA --secrets DIR [--count 60] [--options JSON]
   bench.py failover --url URL --ca CA --stop 'docker stop lab-hub-a' \
       --start 'docker start lab-hub-a'
   bench.py switch   --url URL --ca CA --flip 'ansible-playbook playbooks/switch.yml -e ...'
+
+users adds load users load001.. to the lab directory (members of jupyterhub-users, one
+password in DIR/bench-load-password); burst logs them all in and starts their servers at
+once, measuring login to ready for each.
 
 failover and switch poll /hub/health every 100 ms (bounded: --seconds) while the command
 runs, and count requests that failed and which instance answered (X-JupyterHub-Instance).
@@ -35,20 +41,122 @@ def percentile(values: list[float], pct: float) -> float:
     return round(ordered[index], 3)
 
 
-def bench_spawn(args: argparse.Namespace) -> dict:
-    password = (args.secrets / f"ldap-user-{args.user}").read_text().strip()
-    user = HubUser(args.url, args.user, password, args.ca)
-    user.login()
-    times = []
-    for _ in range(args.count):
-        times.append(user.start_server())
-        user.stop_server()
+def summary(times: list[float]) -> dict:
+    if not times:
+        return {"count": 0}
     return {
-        "spawns": len(times),
+        "count": len(times),
         "p50_s": percentile(times, 50),
         "p95_s": percentile(times, 95),
         "max_s": round(max(times), 3),
         "mean_s": round(statistics.mean(times), 3),
+    }
+
+
+def bench_spawn(args: argparse.Namespace) -> dict:
+    password = (args.secrets / f"ldap-user-{args.user}").read_text().strip()
+    user = HubUser(args.url, args.user, password, args.ca)
+    user.login()
+    options = json.loads(args.options) if args.options else None
+    times = []
+    for _ in range(args.count):
+        times.append(user.start_server(timeout=300, options=options))
+        user.stop_server()
+    return {"spawns": summary(times)}
+
+
+LOAD_USER_UID = 11000
+
+
+def load_users(count: int) -> list[tuple[str, int]]:
+    return [(f"load{i:03d}", LOAD_USER_UID + i) for i in range(1, count + 1)]
+
+
+def bench_users(args: argparse.Namespace) -> dict:
+    """Add the load users to the directory container (idempotent: existing ones are kept)."""
+    secret = args.secrets / "bench-load-password"
+    if not secret.exists():
+        secret.write_text(
+            subprocess.run(
+                ["openssl", "rand", "-hex", "16"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
+        secret.chmod(0o600)
+    password = secret.read_text().strip()
+    admin = (args.secrets / "ldap-admin").read_text().strip()
+    suffix = args.suffix
+    entries = []
+    for name, uid in load_users(args.count):
+        entries.append(
+            f"dn: uid={name},ou=people,{suffix}\nobjectClass: inetOrgPerson\n"
+            f"objectClass: posixAccount\nuid: {name}\ncn: Load {name}\nsn: {name}\n"
+            f"uidNumber: {uid}\ngidNumber: 100\nhomeDirectory: /home/{name}\n"
+            f"loginShell: /bin/bash\nuserPassword: {password}\n"
+        )
+    members = "".join(f"memberUid: {name}\n" for name, _ in load_users(args.count))
+    group = (
+        f"dn: cn=jupyterhub-users,ou=groups,{suffix}\nchangetype: modify\nadd: memberUid\n{members}"
+    )
+    bind = ["-x", "-H", "ldapi:///", "-D", f"cn=admin,{suffix}", "-w", admin]
+    add = subprocess.run(
+        ["docker", "exec", "-i", args.directory, "ldapadd", "-c", *bind],
+        input="\n".join(entries),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    modify = subprocess.run(
+        ["docker", "exec", "-i", args.directory, "ldapmodify", "-c", *bind],
+        input=group,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # 68: already exists, 20: value already in the group: a second run changes nothing.
+    for step in (add, modify):
+        if step.returncode not in (0, 20, 68):
+            raise SystemExit(f"directory update failed: {step.stderr[-500:]}")
+    return {"users": args.count, "first_uid": LOAD_USER_UID + 1}
+
+
+def bench_burst(args: argparse.Namespace) -> dict:
+    """All load users log in and start their servers at the same moment."""
+    password = (args.secrets / "bench-load-password").read_text().strip()
+    options = json.loads(args.options) if args.options else None
+    users = [HubUser(args.url, name, password, args.ca) for name, _ in load_users(args.count)]
+    times: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    barrier = threading.Barrier(len(users))
+
+    def one(user: HubUser) -> None:
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            user.login()
+            user.start_server(timeout=args.timeout, options=options)
+            times[user.name] = time.monotonic() - started
+        except Exception as exc:
+            errors[user.name] = str(exc)[:200]
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=one, args=(u,), daemon=True) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(args.timeout + 60)
+    all_ready = round(time.monotonic() - began, 3)
+    for user in users:
+        try:
+            user.stop_server(timeout=120)
+        except Exception as exc:
+            errors.setdefault(user.name, f"stop: {exc}"[:200])
+    return {
+        "users": len(users),
+        "ready": len(times),
+        "failed": len(errors),
+        "all_ready_after_s": all_ready if not errors else None,
+        "login_to_ready": summary(list(times.values())),
+        "errors": dict(list(errors.items())[:5]),
     }
 
 
@@ -119,7 +227,12 @@ def bench_switch(args: argparse.Namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("spawn", "failover", "switch"):
+    users = sub.add_parser("users")
+    users.add_argument("--secrets", type=Path, required=True)
+    users.add_argument("--directory", default="lab-directory", help="directory container")
+    users.add_argument("--suffix", default="dc=jhub,dc=example")
+    users.add_argument("--count", type=int, default=60)
+    for name in ("spawn", "failover", "switch", "burst"):
         p = sub.add_parser(name)
         p.add_argument("--url", required=True)
         p.add_argument("--ca", default=True)
@@ -128,11 +241,22 @@ def main() -> int:
     sub.choices["spawn"].add_argument("--secrets", type=Path, required=True)
     sub.choices["spawn"].add_argument("--user", default="alice")
     sub.choices["spawn"].add_argument("--count", type=int, default=20)
+    sub.choices["burst"].add_argument("--secrets", type=Path, required=True)
+    sub.choices["burst"].add_argument("--count", type=int, default=60)
+    sub.choices["burst"].add_argument("--timeout", type=float, default=300)
+    for name in ("spawn", "burst"):
+        sub.choices[name].add_argument("--options", help="user_options as JSON")
     sub.choices["failover"].add_argument("--stop", required=True)
     sub.choices["failover"].add_argument("--start", required=True)
     sub.choices["switch"].add_argument("--flip", required=True)
     args = parser.parse_args()
-    bench = {"spawn": bench_spawn, "failover": bench_failover, "switch": bench_switch}
+    bench = {
+        "spawn": bench_spawn,
+        "users": bench_users,
+        "burst": bench_burst,
+        "failover": bench_failover,
+        "switch": bench_switch,
+    }
     print(json.dumps({args.command: bench[args.command](args)}))
     return 0
 
