@@ -288,6 +288,19 @@ def test_job_constraints_need_no_target_scope(negotiators: dict) -> None:
             assert isinstance(expr(negotiator["job"]).eval(job), bool), name
 
 
+def test_a_target_scoped_job_constraint_would_negotiate_nothing(tmp_path: Path) -> None:
+    """Why the constraints name the attribute bare: with TARGET. the negotiator would find
+    the expression undefined for every job and negotiate none (the pitfall DESY names)."""
+    host = central_manager(
+        tmp_path,
+        htcondor_jupyter_config_overrides={
+            "NEGOTIATOR_JOB_CONSTRAINT": "(TARGET.IsJupyterJob =?= True)"
+        },
+    )
+    constraint = config(host.files["jupyter_root"], "NEGOTIATOR")["NEGOTIATOR_JOB_CONSTRAINT"]
+    assert expr(constraint).eval(job_ad()) is not True
+
+
 def test_the_jupyter_negotiator_prefers_the_node_with_most_free_memory(negotiators: dict) -> None:
     rank = expr(negotiators["jupyter"]["rank"])
     job = job_ad()
