@@ -159,3 +159,12 @@ def test_state_brings_back_the_backend_after_a_hub_restart() -> None:
     restarted.load_state(state)
     assert isinstance(restarted.child_spawner, SlurmLike)
     assert restarted.child_spawner.get_state()["job"] == "42"
+
+
+def test_the_port_a_batch_notebook_reports_reaches_the_backend() -> None:
+    """batchspawner's API handler sets the port on the spawner JupyterHub holds (the wrapper)."""
+    spawner = make(["swarm", "slurm"])
+    spawner.user_options = {"backend": "slurm", "options": {"cpus": 1}}
+    run(spawner.start())
+    spawner.port = 43117
+    assert spawner.child_spawner.port == 43117

@@ -21,7 +21,7 @@ import html
 from typing import Any
 
 from jupyterhub.spawner import Spawner
-from traitlets import Dict, List, Unicode, default
+from traitlets import Dict, List, Unicode, default, observe
 from traitlets.utils.importstring import import_item
 from wrapspawner import WrapSpawner
 
@@ -121,6 +121,7 @@ class SiteSpawner(WrapSpawner):
         child = cls(
             user=self.user,
             orm_spawner=self.orm_spawner,
+            _deprecated_db_session=self._deprecated_db_session,
             hub=self.hub,
             authenticator=self.authenticator,
             config=self.config,
@@ -176,6 +177,13 @@ class SiteSpawner(WrapSpawner):
         return {"backend": backend, "options": probe.site_options(formdata)}
 
     # --- the wrapped spawner ---------------------------------------------------------------
+
+    @observe("port")
+    def _forward_port(self, change: dict) -> None:
+        # batchspawner's API handler writes the port the notebook reports onto the spawner
+        # JupyterHub knows (this wrapper); the waiting backend reads its own.
+        if self.child_spawner is not None and change["new"]:
+            self.child_spawner.port = change["new"]
 
     def construct_child(self) -> Spawner:
         if self.child_spawner is None:
