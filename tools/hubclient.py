@@ -173,6 +173,54 @@ class HubUser:
         finally:
             self.request("DELETE", f"/user/{self.name}/api/kernels/{kernel}")
 
+    def run_code_until_kernel_dies(self, code: str, timeout: float = 120) -> str:
+        """Run code that should get its kernel killed (e.g. by a memory limit); returns the
+        kernel state the server reports ("restarting", "dead") or "closed" when the server
+        closes the websocket. Raises HubError when the code finishes instead."""
+        if not self.xsrf_for(f"/user/{self.name}/"):
+            self.open_lab()
+        reply = self.request("POST", f"/user/{self.name}/api/kernels", json={"name": "python3"})
+        if reply.status_code != 201:
+            raise HubError(f"kernel start: HTTP {reply.status_code} {reply.text[:200]}")
+        kernel = reply.json()["id"]
+        conn = self._channels(kernel, timeout)
+        try:
+            msg_id = uuid.uuid4().hex
+            conn.send(json.dumps(execute_request(msg_id, code)))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    message = json.loads(conn.recv())
+                except websocket.WebSocketConnectionClosedException:
+                    return "closed"
+                kind, content = message.get("msg_type"), message.get("content", {})
+                state = content.get("execution_state") if kind == "status" else None
+                if state in ("restarting", "autorestarting", "dead"):
+                    return state
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                if kind in ("execute_result", "error"):
+                    raise HubError(f"the code finished ({kind}) although its kernel should die")
+            raise HubError(f"the kernel neither finished nor died within {timeout} s")
+        finally:
+            conn.close()
+            self.request("DELETE", f"/user/{self.name}/api/kernels/{kernel}")
+
+    def _channels(self, kernel: str, timeout: float) -> websocket.WebSocket:
+        """The websocket of a kernel's channels, with the user's cookies."""
+        parts = urlsplit(self.base_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        ws_url = f"{scheme}://{parts.netloc}/user/{self.name}/api/kernels/{kernel}/channels"
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        sslopt = {"ca_certs": self.ca_file} if isinstance(self.ca_file, str) else {}
+        return websocket.create_connection(
+            ws_url,
+            cookie=cookies,
+            header={"X-XSRFToken": self.xsrf},
+            sslopt=sslopt,
+            timeout=timeout,
+        )
+
     def _execute(self, kernel: str, code: str, timeout: float) -> str:
         parts = urlsplit(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"

@@ -101,6 +101,11 @@ class SiteSwarmSpawner(SwarmSpawner):
         # one. A restarted task would come back on another port the proxy does not know.
         return {"restart_policy": RestartPolicy(condition="none")}
 
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        # Named, so that a start needs no look at the image on the manager.
+        return ["jupyterhub-singleuser"]
+
     @default("allowed_images")
     def _default_allowed_images(self) -> dict:
         return {key: spec["image"] for key, spec in self.images.items()}
