@@ -15,6 +15,7 @@ from pathlib import Path
 
 from traitlets import HasTraits, TraitError
 from traitlets.config.loader import PyFileConfigLoader
+from traitlets.utils.importstring import import_item
 
 
 def _known_classes(app: HasTraits, config: dict) -> tuple[dict[str, type], list[str]]:
@@ -30,6 +31,13 @@ def _known_classes(app: HasTraits, config: dict) -> tuple[dict[str, type], list[
         except Exception:  # an import error of any kind
             problems.append(f"c.JupyterHub.{name}: the class cannot be loaded")
             classes.append(getattr(app, name))
+    # The backends of the spawn form (jhub_site.spawner.SiteSpawner) are spawners too.
+    backends = config.get("SiteSpawner", {}).get("backends", {})
+    for name, backend in backends.items() if isinstance(backends, dict) else []:
+        try:
+            classes.append(import_item(backend["class"]))
+        except Exception:  # an import error of any kind
+            problems.append(f"c.SiteSpawner.backends[{name!r}]: the class cannot be loaded")
     known: dict[str, type] = {}
     for cls in classes:
         for base in cls.mro():
