@@ -61,6 +61,18 @@ ensure_docker_engine() {
   die "the Docker engine did not answer within 60 s; see $DOCKERD_LOG"
 }
 
+# Every systemd container holds inotify instances; the kernel's default of 128 per user
+# runs out with the lab and two scenarios running, and new containers then fail to boot.
+ensure_inotify_limits() {
+  local instances watches
+  instances="$(sysctl -n fs.inotify.max_user_instances 2>/dev/null || echo 0)"
+  watches="$(sysctl -n fs.inotify.max_user_watches 2>/dev/null || echo 0)"
+  if [ "$instances" -lt 8192 ] || [ "$watches" -lt 1048576 ]; then
+    log "Raising the inotify limits for the containers' systemd"
+    as_root sysctl -q -w fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=1048576
+  fi
+}
+
 ensure_venv() {
   local stamp="$VENV/.requirements.sha256" want
   want="$(sha256sum "$REPO_ROOT/requirements.txt" | cut -d' ' -f1)"
@@ -79,6 +91,7 @@ ensure_images() {
 bootstrap() {
   ensure_host_packages
   ensure_docker_engine
+  ensure_inotify_limits
   ensure_venv
   ensure_images
   export PATH="$VENV/bin:$PATH"

@@ -13,13 +13,22 @@ from packaging.specifiers import SpecifierSet
 from tests.conftest import REPO_ROOT
 
 COLLECTIONS = yaml.safe_load((REPO_ROOT / "requirements.yml").read_text())["collections"]
-INSTALLED = Path(next(iter(ansible_collections.__path__)))
+
+
+# ansible_collections is a namespace package: ansible-core adds its own internal part to it
+# once some of its modules are imported, so look in every part for the collection.
+def installed_manifest(namespace: str, name: str) -> Path:
+    for part in ansible_collections.__path__:
+        manifest = Path(part) / namespace / name / "MANIFEST.json"
+        if manifest.is_file():
+            return manifest
+    return Path(next(iter(ansible_collections.__path__))) / namespace / name / "MANIFEST.json"
 
 
 @pytest.mark.parametrize("entry", COLLECTIONS, ids=[c["name"] for c in COLLECTIONS])
 def test_installed_collection_satisfies_requirement(entry: dict) -> None:
     namespace, name = entry["name"].split(".")
-    manifest = INSTALLED / namespace / name / "MANIFEST.json"
+    manifest = installed_manifest(namespace, name)
     assert manifest.is_file(), f"{entry['name']} is not installed with the ansible package"
     version = json.loads(manifest.read_text())["collection_info"]["version"]
     assert version in SpecifierSet(entry["version"]), f"{entry['name']} {version}"
