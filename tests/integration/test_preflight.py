@@ -71,16 +71,26 @@ def test_bad_value_stops_in_preflight_before_any_host(
 @pytest.mark.parametrize(
     ("extra_vars", "named"),
     [
-        ('jupyterhub_swarm_mem_limit="4 Gigs"', "jupyterhub_swarm_mem_limit"),
-        ("jupyterhub_swarm_default_image=tensorflow", "jupyterhub_swarm_default_image"),
-        ('{"jupyterhub_swarm_constraints": ["node.labels.gpuu == true"]}', "node.labels.gpuu"),
+        (
+            '{"jupyterhub_spawners": ["swarm"], "jupyterhub_swarm_mem_limit": "4 Gigs"}',
+            "jupyterhub_swarm_mem_limit",
+        ),
+        (
+            '{"jupyterhub_spawners": ["swarm"], "jupyterhub_swarm_default_image": "tensorflow"}',
+            "jupyterhub_swarm_default_image",
+        ),
+        (
+            '{"jupyterhub_spawners": ["swarm"],'
+            ' "jupyterhub_swarm_constraints": ["node.labels.gpuu == true"]}',
+            "node.labels.gpuu",
+        ),
         ("nfs_server_implementation=nfsd", "nfs_server_implementation"),
         ("publishing_interval_seconds=0", "publishing_interval_seconds"),
         ("htcondor_jupyter_max_jobs_per_user=0", "htcondor_jupyter_max_jobs_per_user"),
     ],
 )
 def test_bad_value_of_a_lab_tier_stops_in_preflight(extra_vars: str, named: str) -> None:
-    """Settings of the compute and storage tiers, on the lab (its hubs spawn on the swarm)."""
+    """Settings of the compute and storage tiers, on the lab inventory."""
     rc, output = run_site("inventories/lab", "-e", extra_vars)
     assert rc != 0, "the run should have failed"
     assert named in output, f"the failure does not name {named}:\n{output[-3000:]}"
