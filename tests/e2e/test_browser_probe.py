@@ -51,7 +51,8 @@ def last_json_line(output: str) -> dict:
 
 @pytest.mark.skipif(not container_running(MONITOR), reason=f"no lab runs ({MONITOR})")
 def test_the_probe_passes_inside_the_monitoring_container() -> None:
-    work = "/tmp/jupyterhub-probe-e2e"
+    # Not /tmp: the lab mounts a tmpfs there, which docker cp cannot write into.
+    work = "/var/tmp/jupyterhub-probe-e2e"
     subprocess.run(["docker", "exec", MONITOR, "mkdir", "-p", work], check=True)
     subprocess.run(["docker", "cp", str(PROBE), f"{MONITOR}:{work}/probe.py"], check=True)
     result = subprocess.run(
