@@ -87,6 +87,14 @@ def test_bad_value_stops_in_preflight_before_any_host(
         ("nfs_server_implementation=nfsd", "nfs_server_implementation"),
         ("publishing_interval_seconds=0", "publishing_interval_seconds"),
         ("htcondor_jupyter_max_jobs_per_user=0", "htcondor_jupyter_max_jobs_per_user"),
+        ('{"slurm_jhub_oversubscribe": 0}', "slurm_jhub_oversubscribe"),
+        ('{"slurm_jhub_max_time": "-1"}', "slurm_jhub_max_time"),
+        ('{"jupyterhub_slurm_partitions": ["nosuch"]}', "jupyterhub_slurm_partitions"),
+        ("monitoring_probe_interval=0", "monitoring_probe_interval"),
+        (
+            '{"monitoring_alertmanager_default_receiver": "pager"}',
+            "monitoring_alertmanager_default_receiver",
+        ),
     ],
 )
 def test_bad_value_of_a_lab_tier_stops_in_preflight(extra_vars: str, named: str) -> None:
@@ -124,7 +132,8 @@ def test_group_vars_reach_every_inventory(inventory: str) -> None:
 def test_flipping_group_vars_changes_what_runs(tmp_path: Path) -> None:
     """Flip the switch in a copy of the repository's group_vars: the run sees the new value."""
     work = tmp_path / "site"
-    for part in ("playbooks", "roles", "inventories", "group_vars", "ansible.cfg"):
+    parts = ("playbooks", "roles", "inventories", "group_vars", "files", "filter_plugins")
+    for part in (*parts, "ansible.cfg"):
         src = REPO_ROOT / part
         if src.is_dir():
             shutil.copytree(
