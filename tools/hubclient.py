@@ -6,6 +6,7 @@ stop the server. Used by the lab's verify step and by the benchmark scripts.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -52,6 +53,9 @@ class HubUser:
 
     def request(self, method: str, path: str, **kwargs: object) -> requests.Response:
         scope = f"/user/{self.name}/" if path.startswith("/user/") else "/hub/"
+        if scope != "/hub/" and not self.xsrf_for(scope):
+            # Not yet logged in to this server (a new server after a restart): as a browser does.
+            self.open_lab()
         headers = {"X-XSRFToken": self.xsrf_for(scope), "Accept": "application/json"}
         return self.session.request(
             method, self.url(path), headers=headers, verify=self.ca_file, timeout=30, **kwargs
@@ -108,11 +112,13 @@ class HubUser:
             allow_redirects=False,
         )
         if reply.status_code not in (302, 303):
+            # The form comes back with the spawner's message (spawn-error-msg); the page
+            # also holds the hidden template of an ajax error dialog, which is not it.
             message = re.search(
-                r'<div[^>]*class="[^"]*alert[^"]*"[^>]*>(.*?)</div>', reply.text, re.S
+                r'<(p|div)[^>]*class="[^"]*spawn-error-msg[^"]*"[^>]*>(.*?)</\1>', reply.text, re.S
             )
             text = (
-                re.sub(r"<[^>]+>|\s+", " ", message.group(1)).strip()
+                html.unescape(re.sub(r"<[^>]+>|\s+", " ", message.group(2))).strip()
                 if message
                 else reply.text[:300]
             )

@@ -123,6 +123,20 @@ def test_a_wrong_mode_is_set_back(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
 
 
+def test_the_mask_of_an_access_acl_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A home 0700 with ownCloud's ACL entry for www-data shows 0770 (the mask): setting it
+    back to 0700 would take www-data's access away again; owner and other bits still count."""
+    path = tmp_path / "me"
+    path.mkdir()
+    path.chmod(0o775)
+    monkeypatch.setattr(homes, "has_access_acl", lambda p: p == path)
+    assert homes.ensure_directory(path, me(), 0o700, dry_run=False) == [
+        f"set the mode of {path} to 0770"
+    ]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o770
+    assert homes.ensure_directory(path, me(), 0o700, dry_run=False) == []
+
+
 def test_a_link_or_file_in_the_way_is_left_alone(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.mkdir(mode=0o777)

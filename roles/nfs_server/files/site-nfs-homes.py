@@ -97,6 +97,23 @@ def members(
     return [users[n] for n in sorted(users)], warnings, errors
 
 
+def has_access_acl(path: Path) -> bool:
+    """Whether the directory carries a POSIX access ACL beyond its mode bits."""
+    try:
+        return bool(os.getxattr(path, "system.posix_acl_access", follow_symlinks=False))
+    except OSError:
+        return False
+
+
+def mode_keeping_acl_mask(path: Path, current: int, mode: int) -> int:
+    """The mode to set: with an access ACL the group bits of the mode are the ACL's mask,
+    which limits the named entries others granted (ownCloud's web server user), while the
+    owning group's own entry stays as the ACL says. Keep the mask; set the rest."""
+    if not has_access_acl(path):
+        return mode
+    return (mode & ~stat.S_IRWXG) | (current & stat.S_IRWXG)
+
+
 def ensure_directory(path: Path, user: User, mode: int, dry_run: bool) -> list[str]:
     """Create path owned by the user with mode, or correct owner and mode of an existing
     directory (never following a symbolic link). Returns what changed."""
@@ -122,10 +139,11 @@ def ensure_directory(path: Path, user: User, mode: int, dry_run: bool) -> list[s
             if fd is not None:
                 os.fchown(fd, user.uid, user.gid)
             changes.append(f"{prefix}set the owner of {path} to {user.uid}:{user.gid}")
-        if stat.S_IMODE(st.st_mode) != mode:
+        wanted = mode_keeping_acl_mask(path, stat.S_IMODE(st.st_mode), mode)
+        if stat.S_IMODE(st.st_mode) != wanted:
             if fd is not None:
-                os.fchmod(fd, mode)
-            changes.append(f"{prefix}set the mode of {path} to {mode:04o}")
+                os.fchmod(fd, wanted)
+            changes.append(f"{prefix}set the mode of {path} to {wanted:04o}")
     finally:
         if fd is not None:
             os.close(fd)
