@@ -42,6 +42,24 @@ def tail(result: subprocess.CompletedProcess[str], lines: int = 120) -> str:
     return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
 
 
+def failed_tasks(result: subprocess.CompletedProcess[str], after: int = 25) -> str:
+    """Each failed Ansible task of a command's output: its TASK line and what follows.
+
+    A molecule log is long and a report may show only its two ends, so an assertion
+    message ends with these blocks.
+    """
+    lines = (result.stdout + result.stderr).splitlines()
+    blocks = []
+    for number, line in enumerate(lines):
+        if not line.lstrip().startswith(("fatal: [", "failed: [")):
+            continue
+        start = number
+        while start > 0 and not lines[start].startswith("TASK ["):
+            start -= 1
+        blocks.append("\n".join(lines[start : number + after]))
+    return "\n...\n".join(blocks)
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, run, tail
+from tests.conftest import REPO_ROOT, failed_tasks, run, tail
 from tests.secrets import leaks
 
 LAB_TEST_ENV = {
@@ -46,6 +46,8 @@ def test_scenario(project: Path, scenario: str) -> None:
     assert result.returncode == 0, (
         f"molecule test -s {scenario} in {project} failed; whole log in .cache/logs/{label}.log\n"
         + tail(result, 150)
+        + "\n=== the failed tasks ===\n"
+        + failed_tasks(result)
     )
     found = leaks({f"{label}.log": result.stdout + result.stderr})
     assert not found, "secrets in the Ansible output:\n" + "\n".join(found)
