@@ -207,11 +207,17 @@ def poll_around(args: argparse.Namespace, command: str) -> dict:
     poller.start()
     time.sleep(1.0)
     since = time.monotonic()
-    subprocess.run(shlex.split(command), check=True, capture_output=True)
+    done = subprocess.run(shlex.split(command), check=False, capture_output=True, text=True)
+    command_s = time.monotonic() - since
+    if done.returncode != 0:
+        poller.stop_event.set()
+        poller.join()
+        tail = (done.stdout + done.stderr)[-3000:]
+        raise SystemExit(f"{command!r} failed with exit code {done.returncode}:\n{tail}")
     time.sleep(args.settle)
     poller.stop_event.set()
     poller.join()
-    return poller.report(since)
+    return {**poller.report(since), "command_s": round(command_s, 1)}
 
 
 def bench_failover(args: argparse.Namespace) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pwd
+import shlex
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +24,8 @@ from tests.unit import test_htcondor_policy as policy
 
 sys.path.insert(0, str(REPO_ROOT / "roles/jupyterhub/files"))
 
-from jhub_site.condor import SiteCondorSpawner
+from jhub_site.condor import SiteCondorSpawner, parse_named_jobs
+from jhub_site.exclusive import OtherServer
 
 PREFIX = "jupyter-a-"
 
@@ -438,3 +440,147 @@ def test_settings_that_do_not_fit_a_command_line_are_refused() -> None:
     with pytest.raises(ValueError, match="schedd_name"):
         run(make(queue=queue, schedd_name="jupyter@cm; rm -rf /").start())
     assert queue.commands == []
+
+
+# --- the user's jobs of the other hub instances ------------------------------------------------
+
+PREFIXES = {"a": "jupyter-a-", "b": "jupyter-b-"}
+
+# What the dedicated schedd holds: alice's job of instance b, alice2's (whose name starts
+# alike) and a completed one. condor_q -json prints the matching ads like this (HTCondor 24).
+SCHEDD = [
+    {
+        "ClusterId": 57,
+        "ProcId": 0,
+        "JobBatchName": "jupyter-b-alice",
+        "JobStatus": 2,
+        "RemoteHost": "slot2_1@condor-exec-1",
+    },
+    {
+        "ClusterId": 58,
+        "ProcId": 0,
+        "JobBatchName": "jupyter-b-alice2",
+        "JobStatus": 2,
+        "RemoteHost": "slot2_2@condor-exec-1",
+    },
+    {"ClusterId": 41, "ProcId": 0, "JobBatchName": "jupyter-b-alice", "JobStatus": 4},
+]
+
+
+def condor_json(ads: list[dict]) -> str:
+    return "[\n" + ",\n".join(json.dumps(ad, indent=4, sort_keys=True) for ad in ads) + "\n]\n"
+
+
+def constraint_of(cmd: str) -> classad2.ExprTree:
+    return classad2.ExprTree(shlex.split(cmd)[shlex.split(cmd).index("-constraint") + 1])
+
+
+class Schedd:
+    """Answers condor_q and condor_rm as the user by evaluating their -constraint over the
+    ads of SCHEDD with HTCondor's own ClassAd library. condor_rm marks jobs removed (status
+    3); they leave the queue after ``linger`` more condor_q."""
+
+    def __init__(self, linger: int = 1) -> None:
+        self.ads = [classad2.ClassAd(ad) for ad in SCHEDD]
+        self.linger = linger
+        self.commands: list[str] = []
+
+    def _matching(self, cmd: str) -> list[classad2.ClassAd]:
+        expr = constraint_of(cmd)
+        return [ad for ad in self.ads if expr.eval(ad) is True]
+
+    async def run(self, cmd: str, input: str | None = None, env: dict | None = None) -> str:
+        self.commands.append(cmd)
+        if " condor_q " in f" {cmd} ":
+            for ad in self.ads:
+                if ad["JobStatus"] == 3:
+                    self.linger -= 1
+            if self.linger < 0:
+                self.ads = [ad for ad in self.ads if ad["JobStatus"] != 3]
+            found = [{k: ad[k] for k in ad} for ad in self._matching(cmd)]
+            return condor_json(found) if found else ""
+        if " condor_rm " in f" {cmd} ":
+            for ad in self._matching(cmd):
+                ad["JobStatus"] = 3
+            return "All jobs matching constraint have been marked for removal"
+        raise AssertionError(f"unexpected command {cmd}")
+
+
+def instance_a(schedd: Schedd, name: str = "alice") -> SiteCondorSpawner:
+    spawner = make(name=name, instance="a", instance_prefixes=PREFIXES)
+    spawner.run_command = schedd.run
+    return spawner
+
+
+def test_condor_q_json_of_other_instances_jobs() -> None:
+    ads = parse_named_jobs(condor_json(SCHEDD), frozenset({"jupyter-b-alice"}))
+    assert [(ad["ClusterId"], ad["JobStatus"]) for ad in ads] == [(57, 2)], (
+        "not alice2's job, not the completed one"
+    )
+    assert parse_named_jobs("", frozenset({"jupyter-b-alice"})) == [], "condor_q: no match"
+    with pytest.raises(ValueError, match="something else than JSON"):
+        parse_named_jobs("-- Failed to fetch ads from: <10.0.0.5:9619>", frozenset({"x"}))
+
+
+def test_the_other_instances_job_is_found_on_the_dedicated_schedd_as_the_user() -> None:
+    schedd = Schedd()
+    spawner = instance_a(schedd)
+    found = run(spawner.find_other_servers())
+    assert schedd.commands == [
+        "sudo -E -u alice condor_q -name jupyter@condor-cm -pool condor-cm:9619"
+        " -constraint 'JobBatchName == \"jupyter-b-alice\"'"
+        " -json -attributes ClusterId,ProcId,JobStatus,RemoteHost,JobBatchName"
+    ]
+    assert [(s.instance, s.name, s.ident, s.detail) for s in found] == [
+        ("b", "jupyter-b-alice", "57", "running on condor-exec-1")
+    ]
+    assert run(spawner.other_instance_servers()) == [
+        "instance b (jupyter-b-alice: HTCondor job 57, running on condor-exec-1)"
+    ]
+
+
+def test_a_takeover_removes_that_job_and_waits_until_it_left_the_queue() -> None:
+    schedd = Schedd(linger=1)
+    spawner = instance_a(schedd)
+
+    async def takeover() -> list[bool]:
+        (server,) = await spawner.find_other_servers()
+        await spawner.stop_other_server(server)
+        return [await spawner.other_server_gone(server) for _ in range(3)]
+
+    assert run(takeover()) == [False, True, True], "a removed job stays until it has ended"
+    removal = [c for c in schedd.commands if "condor_rm" in c]
+    assert removal == [
+        "sudo -E -u alice condor_rm -name jupyter@condor-cm -pool condor-cm:9619"
+        " -constraint 'ClusterId == 57 && JobBatchName == \"jupyter-b-alice\"'"
+    ]
+    assert [ad["ClusterId"] for ad in schedd.ads] == [58, 41], "alice2's job untouched"
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        OtherServer("b", "jupyter-b-alice2", "HTCondor job 58", ident="58"),
+        OtherServer("a", "jupyter-a-alice", "HTCondor job 12", ident="12"),
+        OtherServer("b", "jupyter-b-alice", "HTCondor job 57", ident="57 || true"),
+    ],
+    ids=["another-user", "own-instance", "not-a-cluster-id"],
+)
+def test_only_the_users_jobs_of_other_instances_are_ever_removed(server: OtherServer) -> None:
+    schedd = Schedd()
+    with pytest.raises(ValueError, match="Not an HTCondor job of another instance"):
+        run(instance_a(schedd).stop_other_server(server))
+    assert schedd.commands == []
+
+
+def test_a_schedd_that_does_not_answer_is_an_error_not_no_jobs() -> None:
+    queue = Queue(RuntimeError("Error: Couldn't contact the condor_collector on condor-cm:9619."))
+    spawner = make(queue=queue, instance="a", instance_prefixes=PREFIXES)
+    with pytest.raises(RuntimeError, match="Couldn't contact"):
+        run(spawner.find_other_servers())
+
+
+def test_a_user_the_hub_may_not_submit_as_has_no_jobs() -> None:
+    queue = Queue(RuntimeError("sudo: a terminal is required to read the password"))
+    spawner = make(queue=queue, instance="a", instance_prefixes=PREFIXES)
+    assert run(spawner.find_other_servers()) == []

@@ -19,7 +19,8 @@ from tests.conftest import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "roles/jupyterhub/files"))
 
 from jhub_site import slurm
-from jhub_site.slurm import Cluster, SiteSlurmSpawner, job_problem, parse_job
+from jhub_site.exclusive import OtherServer
+from jhub_site.slurm import Cluster, SiteSlurmSpawner, job_problem, parse_job, parse_named_jobs
 
 NOW = dt.datetime(2026, 11, 23, 10, 0, 0)
 
@@ -560,3 +561,137 @@ def test_describe_reports_what_the_start_loop_sees() -> None:
     assert slurm.describe("PENDING|jupyter-a-alice|n/a|PartitionDown") == (
         '{"state": "PENDING", "reason": "PartitionDown", "problem": "the partition is down"}'
     )
+
+
+# --- the user's jobs of the other hub instances ------------------------------------------------
+
+PREFIXES = {"a": "jupyter-a-", "b": "jupyter-b-"}
+
+# squeue --noheader --format='%i|%j|%T|%B' (SLURM 24.11). squeue matches --name exactly; the
+# parser does not rely on it.
+OTHER_JOBS = """\
+4301|jupyter-b-alice|RUNNING|node2
+4307|jupyter-b-alice|PENDING|n/a
+4288|jupyter-b-alice|COMPLETING|node1
+4290|jupyter-b-alice|CANCELLED|node1
+4302|jupyter-b-alice2|RUNNING|node1
+"""
+
+
+class FakeQueue:
+    """Answers squeue and scancel (through sudo) with the jobs of OTHER_JOBS."""
+
+    def __init__(self, squeue: str | Exception = OTHER_JOBS, scancel_error: str = "") -> None:
+        self.squeue = squeue
+        self.scancel_error = scancel_error
+        self.commands: list[str] = []
+
+    async def __call__(self, cmd: str, input: str | None = None, env: dict | None = None) -> str:
+        self.commands.append(cmd)
+        if " squeue " in cmd:
+            if isinstance(self.squeue, Exception):
+                raise self.squeue
+            return self.squeue
+        if " scancel " in cmd:
+            if self.scancel_error:
+                raise RuntimeError(self.scancel_error)
+            return ""
+        raise AssertionError(f"unexpected command {cmd}")
+
+
+def instance_a(queue: FakeQueue, name: str = "alice") -> SiteSlurmSpawner:
+    spawner = make(name, instance="a", instance_prefixes=PREFIXES)
+    spawner.run_command = queue
+    return spawner
+
+
+def test_squeue_lines_of_other_instances_jobs() -> None:
+    jobs = parse_named_jobs(OTHER_JOBS, frozenset({"jupyter-b-alice"}))
+    assert [(j.job_id, j.state, j.detail()) for j in jobs] == [
+        ("4301", "RUNNING", "running on node2"),
+        ("4307", "PENDING", "pending"),
+        ("4288", "COMPLETING", "completing on node1"),
+    ], "not the cancelled job, not alice2's"
+    assert parse_named_jobs("", frozenset({"jupyter-b-alice"})) == []
+    assert parse_named_jobs("slurm_load_jobs error: x", frozenset({"jupyter-b-alice"})) == []
+
+
+def test_the_other_instances_jobs_are_found_as_the_user() -> None:
+    queue = FakeQueue()
+    spawner = instance_a(queue)
+    found = run(spawner.find_other_servers())
+    assert queue.commands == [
+        "sudo -E -n -u alice squeue --noheader --user=alice --name=jupyter-b-alice "
+        "--format='%i|%j|%T|%B'"
+    ]
+    assert [(s.instance, s.name, s.ident) for s in found] == [
+        ("b", "jupyter-b-alice", "4301"),
+        ("b", "jupyter-b-alice", "4307"),
+        ("b", "jupyter-b-alice", "4288"),
+    ]
+    assert run(spawner.other_instance_servers())[0] == (
+        "instance b (jupyter-b-alice: SLURM job 4301, running on node2)"
+    )
+
+
+def test_a_queue_that_does_not_answer_is_an_error_not_no_jobs() -> None:
+    spawner = instance_a(FakeQueue(RuntimeError("slurm_load_jobs error: Unable to contact")))
+    with pytest.raises(RuntimeError, match="Unable to contact"):
+        run(spawner.find_other_servers())
+
+
+def test_a_takeover_cancels_that_job_by_name_user_and_id() -> None:
+    queue = FakeQueue()
+    spawner = instance_a(queue)
+
+    async def takeover() -> bool:
+        server = (await spawner.find_other_servers())[0]
+        await spawner.stop_other_server(server)
+        queue.squeue = "4307|jupyter-b-alice|PENDING|n/a\n"
+        return await spawner.other_server_gone(server)
+
+    assert run(takeover()) is True
+    assert queue.commands[1] == (
+        "sudo -E -n -u alice scancel --name=jupyter-b-alice --user=alice 4301"
+    )
+
+
+def test_a_job_that_ended_meanwhile_is_no_error_to_cancel() -> None:
+    spawner = instance_a(
+        FakeQueue(
+            scancel_error="scancel: error: Kill job error on job id 4301: Invalid job id specified"
+        )
+    )
+    server = OtherServer("b", "jupyter-b-alice", "SLURM job 4301", ident="4301")
+    run(spawner.stop_other_server(server))
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        OtherServer("b", "jupyter-b-alice2", "SLURM job 4302", ident="4302"),
+        OtherServer("a", "jupyter-a-alice", "SLURM job 4300", ident="4300"),
+        OtherServer("b", "jupyter-b-alice", "SLURM job 1", ident="4301; scancel -u alice"),
+    ],
+    ids=["another-user", "own-instance", "not-a-job-id"],
+)
+def test_only_the_users_jobs_of_other_instances_are_ever_cancelled(server: OtherServer) -> None:
+    queue = FakeQueue()
+    with pytest.raises(ValueError, match="Not a SLURM job of another instance"):
+        run(instance_a(queue).stop_other_server(server))
+    assert queue.commands == []
+
+
+def test_no_prefixes_no_squeue() -> None:
+    queue = FakeQueue()
+    spawner = make("alice")
+    spawner.run_command = queue
+    assert run(spawner.find_other_servers()) == []
+    assert queue.commands == []
+
+
+def test_a_user_the_hub_may_not_run_slurm_commands_as_has_no_jobs() -> None:
+    """Not in jupyterhub_slurm_groups: sudo refuses, and no hub could have submitted a job
+    as this user, so a start on another backend is not blocked."""
+    spawner = instance_a(FakeQueue(RuntimeError("sudo: a password is required")))
+    assert run(spawner.find_other_servers()) == []

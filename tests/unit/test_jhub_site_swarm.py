@@ -259,3 +259,162 @@ def test_a_manager_reporting_0000_is_reached_at_its_manager_address() -> None:
 def test_a_task_without_a_published_port_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="publishes no port for 8888"):
         published_port({"ID": "t", "Status": {}}, 8888)
+
+
+# --- the user's services of the other hub instances ------------------------------------------
+
+PREFIXES = {"a": "jupyter-a-", "b": "jupyter-b-"}
+
+
+def service(service_id: str, name: str) -> dict:
+    return {
+        "ID": service_id,
+        "Version": {"Index": 1043},
+        "CreatedAt": "2026-12-07T09:12:44.118205311Z",
+        "Spec": {"Name": name, "Labels": {}, "Mode": {"Replicated": {"Replicas": 1}}},
+        "Endpoint": {"Spec": {"Mode": "dnsrr"}},
+    }
+
+
+def task(task_id: str, service_id: str, state: str) -> dict:
+    return {
+        "ID": task_id,
+        "ServiceID": service_id,
+        "NodeID": "node1",
+        "Slot": 1,
+        "DesiredState": "running" if state in ("running", "pending") else "shutdown",
+        "Status": {"Timestamp": "2026-12-07T09:12:46Z", "State": state, "Message": state},
+    }
+
+
+class FakeSwarm:
+    """Services and tasks as a manager lists them, with Docker's filters: ``name`` and ``id``
+    match prefixes, ``service`` names one service (404 once it is removed). A removed service
+    disappears at once; its tasks stay listed by ID, running, for ``linger`` more looks (the
+    container gets SIGTERM and stops), then as shut down."""
+
+    def __init__(self, services: list[dict], tasks: list[dict], linger: int = 1) -> None:
+        self.services = {s["ID"]: s for s in services}
+        self.tasks = tasks
+        self.linger = linger
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self.removed: list[str] = []
+
+    async def __call__(self, method: str, *args: object, **kwargs: object) -> object:
+        self.calls.append((method, args, kwargs))
+        filters: dict = kwargs.get("filters") or {}  # type: ignore[assignment]
+        if method == "services":
+            found = list(self.services.values())
+            if "name" in filters:
+                found = [s for s in found if s["Spec"]["Name"].startswith(filters["name"])]
+            if "id" in filters:
+                found = [s for s in found if s["ID"].startswith(filters["id"])]
+            return found
+        if method == "tasks":
+            if "service" in filters:
+                wanted = filters["service"]
+                match = [
+                    s for s in self.services.values() if wanted in (s["ID"], s["Spec"]["Name"])
+                ]
+                if not match:
+                    raise NotFound(f"service {wanted} not found")
+                return [t for t in self.tasks if t["ServiceID"] == match[0]["ID"]]
+            found = [t for t in self.tasks if t["ID"].startswith(filters["id"])]
+            for t in found:
+                if t["ServiceID"] in self.removed:
+                    self.linger -= 1
+                    if self.linger < 0:
+                        t["Status"]["State"] = "shutdown"
+            return found
+        if method == "remove_service":
+            service_id = str(args[0])
+            if service_id not in self.services:
+                raise NotFound(f"service {service_id} not found")
+            del self.services[service_id]
+            self.removed.append(service_id)
+            return True
+        raise AssertionError(f"unexpected Docker call {method}")
+
+
+def site() -> FakeSwarm:
+    """alice's server of instance a, and servers of alice2 and bob whose names start alike."""
+    return FakeSwarm(
+        [
+            service("svcalice", "jupyter-a-alice"),
+            service("svcalice2", "jupyter-a-alice2"),
+            service("svcbob", "jupyter-a-bob"),
+        ],
+        [
+            task("taskalice", "svcalice", "running"),
+            task("taskalice2", "svcalice2", "running"),
+            task("taskbob", "svcbob", "running"),
+        ],
+    )
+
+
+def instance_b(name: str = "alice", swarm: FakeSwarm | None = None) -> SiteSwarmSpawner:
+    spawner = make(
+        name, name_template="jupyter-b-{username}", instance="b", instance_prefixes=PREFIXES
+    )
+    if swarm is not None:
+        spawner.docker = swarm  # type: ignore[method-assign]
+    return spawner
+
+
+def test_the_other_instances_service_is_found_by_its_exact_name() -> None:
+    swarm = site()
+    spawner = instance_b(swarm=swarm)
+    found = asyncio.run(spawner.find_other_servers())
+    assert [(s.instance, s.name, s.ident, s.detail) for s in found] == [
+        ("a", "jupyter-a-alice", "svcalice", "running")
+    ], "not jupyter-a-alice2, which Docker's name filter also returns"
+    assert found[0].handles == ("taskalice",)
+    assert swarm.calls[0] == ("services", (), {"filters": {"name": "jupyter-a-alice"}})
+    assert asyncio.run(spawner.other_instance_servers()) == [
+        "instance a (jupyter-a-alice: Swarm service, running)"
+    ]
+
+
+def test_a_service_whose_container_ended_is_no_server_and_a_new_one_is() -> None:
+    swarm = FakeSwarm(
+        [service("svcalice", "jupyter-a-alice")],
+        [task("t1", "svcalice", "failed"), task("t2", "svcalice", "complete")],
+    )
+    assert asyncio.run(instance_b(swarm=swarm).find_other_servers()) == []
+    fresh = FakeSwarm([service("svcalice", "jupyter-a-alice")], [])
+    found = asyncio.run(instance_b(swarm=fresh).find_other_servers())
+    assert [s.detail for s in found] == ["starting"], "created, no task yet"
+
+
+def test_own_instance_and_no_prefixes_look_for_nothing() -> None:
+    swarm = site()
+    swarm.services = {"svcown": service("svcown", "jupyter-b-alice")}
+    assert asyncio.run(instance_b(swarm=swarm).find_other_servers()) == []
+    bare = site()
+    unconfigured = make(name_template="jupyter-b-{username}")
+    unconfigured.docker = bare  # type: ignore[method-assign]
+    assert asyncio.run(unconfigured.find_other_servers()) == []
+    assert bare.calls == [], "no instance_prefixes: nothing to look for"
+
+
+def test_escaped_user_names_match_the_other_instances_escaping() -> None:
+    spawner = instance_b("jo.doe")
+    assert spawner.own_server_name() == "jupyter-b-jo-2edoe"
+    assert spawner.other_instance_names() == {"a": "jupyter-a-jo-2edoe"}
+
+
+def test_a_takeover_removes_only_that_service_and_waits_for_its_container() -> None:
+    swarm = site()
+    swarm.linger = 2
+    spawner = instance_b(swarm=swarm)
+
+    async def takeover() -> list[bool]:
+        (server,) = await spawner.find_other_servers()
+        await spawner.stop_other_server(server)
+        looks = [await spawner.other_server_gone(server) for _ in range(4)]
+        await spawner.stop_other_server(server)  # removed already: no error
+        return looks
+
+    assert asyncio.run(takeover()) == [False, False, True, True], "gone once its task stopped"
+    assert swarm.removed == ["svcalice"]
+    assert set(swarm.services) == {"svcalice2", "svcbob"}

@@ -21,6 +21,10 @@ over-committed Jupyter slot of an execute node:
 - while waiting for the notebook to report its port, the job is watched, so a job that ends
   before its server comes up fails the start at once (batchspawner 1.3.0 waits until the
   start timeout).
+
+The user's jobs of the other hub instances (``JobBatchName == "<other prefix><user>"``) are
+found with condor_q on the same schedd, as the user, and removed with condor_rm by cluster
+and name.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import asyncio
 import html
 import json
 import re
+import shlex
 import time
 from enum import Enum
 from typing import Any
@@ -37,6 +42,8 @@ from batchspawner import CondorSpawner, JobStatus
 from batchspawner.batchspawner import format_template
 from traitlets import Float, Int, Unicode, default
 
+from jhub_site.exclusive import InstanceServers, OtherServer, sudo_refused
+
 # HTCondor's JobStatus codes.
 _IDLE, _RUNNING, _REMOVED, _COMPLETED, _HELD, _TRANSFERRING, _SUSPENDED = 1, 2, 3, 4, 5, 6, 7
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -44,6 +51,16 @@ _DAEMON = re.compile(r"^[A-Za-z0-9._-]+(@[A-Za-z0-9._-]+)?$")
 _POOL = re.compile(r"^[A-Za-z0-9._-]+(:[0-9]+)?$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT = re.compile(r"^\s*[0-9]{1,6}\s*$")
+# What condor_q says about a job that may still run, by JobStatus (completed jobs are gone;
+# a removed job stays in the queue until its processes have ended).
+_LIVE_JOB_STATES = {
+    _IDLE: "idle",
+    _RUNNING: "running",
+    _REMOVED: "being removed",
+    _HELD: "held",
+    _TRANSFERRING: "transferring output",
+    _SUSPENDED: "suspended",
+}
 
 # The fields of the form: option key, form field, unit, config trait prefix.
 _FIELDS = (
@@ -61,7 +78,7 @@ class JobState(Enum):
     QUERY_FAILED = "query failed"
 
 
-class SiteCondorSpawner(CondorSpawner):
+class SiteCondorSpawner(InstanceServers, CondorSpawner):
     """A notebook server as a job of the site's HTCondor Jupyter fast lane."""
 
     schedd_name = Unicode(
@@ -317,6 +334,65 @@ class SiteCondorSpawner(CondorSpawner):
             "and start your server again."
         )
 
+    # --- the user's jobs of the other hub instances -----------------------------------------
+
+    def own_server_name(self) -> str:
+        return self.job_name()
+
+    def _as_user(self, command: str) -> str:
+        return f"{format_template(self.exec_prefix, **self.get_req_subvars())} {command}"
+
+    async def find_other_servers(self) -> list[OtherServer]:
+        names = self.other_instance_names()
+        if not names:
+            return []
+        self._check_settings()
+        instance_of = {name: instance for instance, name in names.items()}
+        constraint = " || ".join(f'JobBatchName == "{name}"' for name in sorted(instance_of))
+        try:
+            out = await self.run_command(
+                self._as_user(
+                    f"condor_q -name {self.schedd_name} -pool {self.pool} "
+                    f"-constraint {shlex.quote(constraint)} "
+                    "-json -attributes ClusterId,ProcId,JobStatus,RemoteHost,JobBatchName"
+                )
+            )
+        except RuntimeError as error:
+            if not sudo_refused(str(error)):
+                raise
+            # The hub may not submit as this user: no hub could have started a job of theirs.
+            self.log.debug("No HTCondor jobs of other instances for %s: %s", self.user.name, error)
+            return []
+        return [
+            OtherServer(
+                instance=instance_of[ad["JobBatchName"]],
+                name=ad["JobBatchName"],
+                kind=f"HTCondor job {ad['ClusterId']}",
+                ident=str(ad["ClusterId"]),
+                detail=_job_detail(ad),
+            )
+            for ad in parse_named_jobs(out, frozenset(instance_of))
+        ]
+
+    async def stop_other_server(self, server: OtherServer) -> None:
+        if not server.ident.isdigit() or server.name not in self.other_instance_names().values():
+            raise ValueError(f"Not an HTCondor job of another instance: {server.describe()}")
+        self._check_settings()
+        self.log.info(
+            "Removing HTCondor job %s (%s) of %s, a server of instance %s",
+            server.ident,
+            server.name,
+            self.user.name,
+            server.instance,
+        )
+        constraint = f'ClusterId == {server.ident} && JobBatchName == "{server.name}"'
+        await self.run_command(
+            self._as_user(
+                f"condor_rm -name {self.schedd_name} -pool {self.pool} "
+                f"-constraint {shlex.quote(constraint)}"
+            )
+        )
+
     # --- start, poll, progress ----------------------------------------------------------------
 
     def _wrapper(self) -> Any:
@@ -439,6 +515,34 @@ class SiteCondorSpawner(CondorSpawner):
     def clear_state(self) -> None:
         super().clear_state()
         self.query_error = ""
+
+
+def parse_named_jobs(text: str, names: frozenset[str]) -> list[dict]:
+    """The job ads of exactly these batch names that may still run, from
+    ``condor_q -json -attributes ClusterId,ProcId,JobStatus,RemoteHost,JobBatchName``
+    (no output at all when no job matches); ValueError for anything but such JSON."""
+    if not text.strip():
+        return []
+    try:
+        ads = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"condor_q answered something else than JSON: {text[:80]!r}") from None
+    if not isinstance(ads, list):
+        raise ValueError(f"condor_q answered something else than a list: {text[:80]!r}")
+    return [
+        ad
+        for ad in ads
+        if isinstance(ad, dict)
+        and ad.get("JobBatchName") in names
+        and isinstance(ad.get("ClusterId"), int)
+        and ad.get("JobStatus") in _LIVE_JOB_STATES
+    ]
+
+
+def _job_detail(ad: dict) -> str:
+    state = _LIVE_JOB_STATES[ad["JobStatus"]]
+    host = str(ad.get("RemoteHost") or "").rsplit("@", 1)[-1]
+    return f"{state} on {host}" if host and ad["JobStatus"] == _RUNNING else state
 
 
 def _first_line(text: str) -> str:

@@ -17,6 +17,9 @@ through the REST API cannot bypass a limit; SLURM enforces AllowGroups and MaxTi
 A start fails fast with SLURM's reason when the job cannot run (a drained or down node, a
 partition that is down, a held job) instead of waiting for the spawn timeout, and the port
 wait watches the job (a job that dies before its server reports a port ends the start).
+
+The user's jobs of the other hub instances (``<other prefix><user>``) are found with squeue
+(as the user, by exact job name) and cancelled with ``scancel --name --user <id>``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from batchspawner import JobStatus, SlurmSpawner, format_template
 from tornado import web
 from traitlets import Float, Int, List, Unicode, default
 
+from jhub_site.exclusive import InstanceServers, OtherServer, sudo_refused
+
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Variables a user may not set: the hub's own, SLURM's, the loader's and the shell's.
@@ -50,6 +55,24 @@ UIS = {"lab": "/lab", "classic": "/tree"}
 OPTION_KEYS = frozenset({"partition", "runtime", "nodes", "gpus", "ui", "env", "reservation"})
 PENDING_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "RESV_DEL_HOLD"})
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING"})
+# Job states after which nothing of a job runs any more (squeue lists them for MinJobAge).
+ENDED_STATES = frozenset(
+    {
+        "BOOT_FAIL",
+        "CANCELLED",
+        "COMPLETED",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "REVOKED",
+        "SPECIAL_EXIT",
+        "TIMEOUT",
+    }
+)
+# squeue's format for the jobs of the other hub instances: id, name, state, host.
+NAMED_JOBS_FORMAT = "%i|%j|%T|%B"
 # Pending reasons (squeue %r) after which the job cannot start without someone's action;
 # matched on the reason's first word, then on the texts newer SLURM releases print.
 FATAL_REASONS = {
@@ -353,6 +376,34 @@ def parse_job(text: str) -> JobRow | None:
     return None
 
 
+@dataclass
+class NamedJob:
+    job_id: str
+    name: str
+    state: str
+    host: str
+
+    def detail(self) -> str:
+        state = self.state.lower()
+        on = self.host not in ("", "n/a", "(null)") and self.state not in PENDING_STATES
+        return f"{state} on {self.host}" if on else state
+
+
+def parse_named_jobs(text: str, names: set[str] | frozenset[str]) -> list[NamedJob]:
+    """The jobs of exactly these names that may still run, from
+    ``squeue --noheader --name=<names> --format=%i|%j|%T|%B``."""
+    jobs = []
+    for line in text.splitlines():
+        parts = line.strip().split("|", 3)
+        if len(parts) != 4:
+            continue
+        job_id, name, state, host = (part.strip() for part in parts)
+        if name not in names or not job_id or not state.isupper() or state in ENDED_STATES:
+            continue
+        jobs.append(NamedJob(job_id=job_id, name=name, state=state, host=host))
+    return jobs
+
+
 def job_problem(reason: str) -> str | None:
     """Why a pending job can never start by itself, from its squeue reason; None if it is
     only waiting (for resources, priority, a dependency, its reservation's start)."""
@@ -428,7 +479,7 @@ def parse_env_text(text: str) -> dict[str, str]:
     return env
 
 
-class SiteSlurmSpawner(SlurmSpawner):
+class SiteSlurmSpawner(InstanceServers, SlurmSpawner):
     """A notebook server as the user's own SLURM job, with the site's form and checks."""
 
     job_name = Unicode(
@@ -968,6 +1019,65 @@ class SiteSlurmSpawner(SlurmSpawner):
             await super().cancel_batch_job()
         except RuntimeError as error:
             # Cancelling a job that already ended is not an error.
+            if "Invalid job id" not in str(error) and "already completing" not in str(error):
+                raise
+
+    # --- the user's jobs of the other hub instances -------------------------------------------
+
+    def own_server_name(self) -> str:
+        return self.req_job_name
+
+    async def _run_as_user(self, command: str) -> str:
+        """A SLURM command as the user (the hub's sudoers rule), within command_timeout."""
+        if not USER_RE.match(self.user.name):
+            raise ValueError(f"The user name {self.user.name[:40]!r} cannot run SLURM jobs.")
+        prefix = format_template(self.exec_prefix, **self.get_req_subvars())
+        return await asyncio.wait_for(self.run_command(f"{prefix} {command}"), self.command_timeout)
+
+    async def find_other_servers(self) -> list[OtherServer]:
+        names = self.other_instance_names()
+        if not names:
+            return []
+        instance_of = {name: instance for instance, name in names.items()}
+        try:
+            out = await self._run_as_user(
+                f"squeue --noheader --user={self.user.name} "
+                f"--name={','.join(sorted(instance_of))} "
+                f"--format={shlex.quote(NAMED_JOBS_FORMAT)}"
+            )
+        except RuntimeError as error:
+            if not sudo_refused(str(error)):
+                raise
+            # Not in jupyterhub_slurm_groups: no hub could have submitted a job as this user.
+            self.log.debug("No SLURM jobs of other instances for %s: %s", self.user.name, error)
+            return []
+        return [
+            OtherServer(
+                instance=instance_of[job.name],
+                name=job.name,
+                kind=f"SLURM job {job.job_id}",
+                ident=job.job_id,
+                detail=job.detail(),
+            )
+            for job in parse_named_jobs(out, frozenset(instance_of))
+        ]
+
+    async def stop_other_server(self, server: OtherServer) -> None:
+        if not server.ident.isdigit() or server.name not in self.other_instance_names().values():
+            raise ValueError(f"Not a SLURM job of another instance: {server.describe()}")
+        self.log.info(
+            "Cancelling SLURM job %s (%s) of %s, a server of instance %s",
+            server.ident,
+            server.name,
+            self.user.name,
+            server.instance,
+        )
+        try:
+            await self._run_as_user(
+                f"scancel --name={server.name} --user={self.user.name} {server.ident}"
+            )
+        except RuntimeError as error:
+            # A job that ended meanwhile is not an error.
             if "Invalid job id" not in str(error) and "already completing" not in str(error):
                 raise
 

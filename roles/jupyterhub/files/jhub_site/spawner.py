@@ -12,18 +12,34 @@ The wrapper keeps ``{"backend": name, "options": {...}}`` as its own ``user_opti
 JupyterHub stores as the user's last choice) and gives the child the inner ``options``. A
 backend must check its ``user_options`` again in ``start()``: the REST API takes them
 without any form.
+
+One server per user, site-wide (``exclusive_servers``): before a start, the wrapper asks
+every enabled backend for this user's servers of the *other* hub instances
+(``jhub_site.exclusive``: the names ``<other prefix><user>`` of ``instance_prefixes``). A
+start requested through the production front (the ``X-JupyterHub-Front`` header NGINX sets,
+else ``instance_role``) takes over: it stops them, waits until they have ended, then starts.
+A start through the test front is refused with a message naming the other instance. The
+same look is taken again once the server runs, for two starts on both instances at once.
+
+``maintenance_message``: while set, every new start on this instance is refused with it;
+running servers are not touched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
+import time
 from typing import Any
 
 from jupyterhub.spawner import Spawner
-from traitlets import Dict, List, Unicode, default, observe
+from tornado import web
+from traitlets import Bool, Dict, Enum, Float, List, Unicode, default, observe
 from traitlets.utils.importstring import import_item
 from wrapspawner import WrapSpawner
+
+from jhub_site.exclusive import OtherServer
 
 # batchspawner registers its API handler (where the notebook reports its port) on import;
 # a hub without batch backends has no batchspawner.
@@ -49,6 +65,10 @@ _SERVER_TRAITS = (
     "internal_certs_location",
     "handler",
 )
+
+# Settings of the site's hub instances that every backend gets from the wrapper.
+_INSTANCE_TRAITS = ("instance", "instance_prefixes")
+FRONTS = ("production", "test")
 
 _FORM_STYLE = """
 <style>
@@ -91,6 +111,67 @@ class SiteSpawner(WrapSpawner):
         help="Names of the backends in the order of the form; the first is the default.",
     )
 
+    instance = Unicode(
+        "",
+        config=True,
+        help="""Name of this hub instance, e.g. "a" (the role's jupyterhub_instance).""",
+    )
+    instance_prefixes = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""Server name prefix of every hub instance of the site, this one included:
+        {"a": "jupyter-a-", "b": "jupyter-b-"}. The backends look for this user's servers
+        named <prefix><user> of the other instances. Empty: no look at other instances.""",
+    )
+    instance_role = Enum(
+        FRONTS,
+        "production",
+        config=True,
+        help="""Front a start is taken to come through when the request carries no
+        front_header (REST API calls from inside the site, a proxy without the header):
+        "production" on the active instance, "test" on the other.""",
+    )
+    front_header = Unicode(
+        "X-JupyterHub-Front",
+        config=True,
+        help="""Request header NGINX sets on every request to say which front it came
+        through: "production" or "test". NGINX overwrites what a client sends.""",
+    )
+    exclusive_servers = Bool(
+        True,
+        config=True,
+        help="""One server per user on the whole site: before a start, look for this user's
+        servers of the other instances (every enabled backend) and take them over or refuse
+        the start. False: never look.""",
+    )
+    takeover_servers = Bool(
+        True,
+        config=True,
+        help="""A start through the production front stops the user's servers of the other
+        instances first. False: it is refused like a start through the test front.""",
+    )
+    takeover_timeout = Float(
+        30.0,
+        config=True,
+        help="Seconds a takeover waits for the other instances' servers to end.",
+    )
+    exclusive_check_timeout = Float(
+        20.0,
+        config=True,
+        help="""Seconds a backend may take to list or stop the user's servers of the other
+        instances; a backend that does not answer in time refuses the start.""",
+    )
+    exclusive_poll_interval = Float(
+        1.0, config=True, help="Seconds between two looks while a takeover waits."
+    )
+    maintenance_message = Unicode(
+        "",
+        config=True,
+        help="""While not empty, every new start on this instance is refused (HTTP 503) with
+        this message, which the spawn form also shows at its top. Running servers are not
+        touched.""",
+    )
+
     child_backend = Unicode("")
 
     @default("options_form")
@@ -129,6 +210,10 @@ class SiteSpawner(WrapSpawner):
             user_options=user_options,
             **self.child_config,
         )
+        for name in _INSTANCE_TRAITS:
+            value = getattr(self, name)
+            if value and child.has_trait(name):
+                setattr(child, name, value)
         child.clear_state()
         return child
 
@@ -146,6 +231,11 @@ class SiteSpawner(WrapSpawner):
         stored = getattr(self.orm_spawner, "user_options", None) or {}
         picked = stored.get("backend") if stored.get("backend") in enabled else enabled[0]
         parts = [_FORM_STYLE]
+        if self.maintenance_message:
+            parts.append(
+                '<div class="alert alert-warning site-maintenance">'
+                f"{html.escape(self.maintenance_message)}</div>"
+            )
         if len(enabled) > 1:
             parts.append(
                 '<div class="form-group site-backend-choice">'
@@ -221,8 +311,198 @@ class SiteSpawner(WrapSpawner):
         # A fresh start: the child follows this start's user_options, never an older child.
         self.child_spawner = None
         self.child_state = {}
+        self._notes: list[str] = []
+        self._child_starting = False
+        if self.maintenance_message:
+            raise refusal(503, self.maintenance_message)
+        self._backend_of(self.user_options or {})  # an unknown backend is refused first
+        if self.exclusive_servers:
+            await self._one_server_per_user()
         child = self.construct_child()
-        return await child.start()
+        self._child_starting = True
+        result = await child.start()
+        if self.exclusive_servers:
+            await self._recheck_after_start()
+        return result
+
+    async def progress(self) -> Any:
+        """The wrapper's own notes (a takeover), then the backend's progress."""
+        shown = 0
+        while not getattr(self, "_child_starting", True):
+            notes = getattr(self, "_notes", [])
+            for note in notes[shown:]:
+                yield {"message": note}
+            shown = len(notes)
+            await asyncio.sleep(0.25)
+        for note in getattr(self, "_notes", [])[shown:]:
+            yield {"message": note}
+        if self.child_spawner is not None:
+            async with contextlib.aclosing(self.child_spawner.progress()) as events:
+                async for event in events:
+                    yield event
+
+    # --- one server per user, site-wide ------------------------------------------------------
+
+    def front(self) -> str:
+        """The front the start came through: NGINX's header, else instance_role."""
+        request = getattr(getattr(self, "handler", None), "request", None)
+        headers = getattr(request, "headers", None)
+        value = (headers.get(self.front_header, "") if headers is not None else "") or ""
+        value = value.strip().lower()
+        if value in FRONTS:
+            return value
+        if value:
+            self.log.warning(
+                "Unknown %s %r for %s; taking instance_role %s",
+                self.front_header,
+                value[:40],
+                self.user.name,
+                self.instance_role,
+            )
+        return self.instance_role
+
+    def _note(self, message: str) -> None:
+        self.log.info("%s: %s", self.user.name, message)
+        self._notes.append(message)
+
+    async def _bounded(self, what: str, step: Any) -> Any:
+        try:
+            return await asyncio.wait_for(step, self.exclusive_check_timeout)
+        except TimeoutError:
+            raise RuntimeError(
+                f"{what} did not answer within {self.exclusive_check_timeout:g} s"
+            ) from None
+
+    async def other_servers(self) -> list[tuple[Spawner, str, OtherServer]]:
+        """This user's servers of the other instances on every enabled backend, with the
+        backend that can stop each; a RuntimeError naming a backend that cannot tell."""
+        probes = []
+        for name in self._enabled():
+            probe = self._new_child(name, {})
+            if hasattr(probe, "find_other_servers"):
+                probes.append((name, probe))
+        results = await asyncio.gather(
+            *(self._bounded(self._display(n), p.find_other_servers()) for n, p in probes),
+            return_exceptions=True,
+        )
+        found = []
+        for (name, probe), result in zip(probes, results, strict=True):
+            if isinstance(result, BaseException):
+                raise RuntimeError(
+                    f"{self._display(name)}: {str(result)[:300] or type(result).__name__}"
+                )
+            found.extend((probe, name, server) for server in result)
+        return found
+
+    def _display(self, backend: str) -> str:
+        return str(self.backends.get(backend, {}).get("display") or backend)
+
+    async def _one_server_per_user(self) -> None:
+        """Before a start: take the other instances' servers over or refuse the start."""
+        try:
+            found = await self.other_servers()
+        except RuntimeError as error:
+            raise refusal(
+                503,
+                "Cannot check whether you have a server on another JupyterHub instance of "
+                f"this site ({error}); one server per user, so nothing was started. Try "
+                "again in a minute.",
+            ) from None
+        if not found:
+            return
+        where = "; ".join(server.describe() for _, _, server in found)
+        instances = ", ".join(sorted({server.instance for _, _, server in found}))
+        front = self.front()
+        if front != "production" or not self.takeover_servers:
+            self.log.warning(
+                "Refusing a start of %s (%s front): servers on %s", self.user.name, front, where
+            )
+            other_front = "production" if front == "test" else "test"
+            raise refusal(
+                409,
+                f"You already have a notebook server on {where}. One server per user: stop "
+                f"that server on instance {instances} first (at the site's {other_front} URL: "
+                "Home page, Stop My Server), then start this one. Your files are the same on "
+                "both.",
+            )
+        await self._take_over(found)
+
+    async def _take_over(self, found: list[tuple[Spawner, str, OtherServer]]) -> None:
+        """Stop the other instances' servers and wait (bounded) until they have ended."""
+        for probe, name, server in found:
+            self._note(
+                f"Stopping your server on instance {server.instance} ({server.name}): "
+                "one server per user..."
+            )
+            try:
+                await self._bounded(self._display(name), probe.stop_other_server(server))
+            except Exception as error:
+                raise refusal(
+                    503,
+                    f"Could not stop your server on {server.describe()}: "
+                    f"{str(error)[:300]}. Nothing was started; try again in a minute.",
+                ) from None
+        waiting = list(found)
+        deadline = time.monotonic() + self.takeover_timeout
+        while waiting:
+            still = []
+            for probe, name, server in waiting:
+                try:
+                    gone = await self._bounded(self._display(name), probe.other_server_gone(server))
+                except Exception as error:
+                    self.log.warning("Cannot tell whether %s ended: %s", server.describe(), error)
+                    gone = False
+                if gone:
+                    self._note(
+                        f"Stopped your server on instance {server.instance} ({server.name}): "
+                        "one server per user."
+                    )
+                else:
+                    still.append((probe, name, server))
+            waiting = still
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                where = "; ".join(server.describe() for _, _, server in waiting)
+                raise refusal(
+                    503,
+                    f"Your server on {where} did not end within {self.takeover_timeout:g} s. "
+                    "Nothing was started; try again in a minute.",
+                )
+            await asyncio.sleep(self.exclusive_poll_interval)
+
+    async def _recheck_after_start(self) -> None:
+        """Once the server runs: a start on the other instance at the same moment may have
+        passed its own look too. Production takes over again; test gives up its server
+        (JupyterHub stops a server whose start failed)."""
+        try:
+            found = await self.other_servers()
+        except RuntimeError as error:
+            self.log.warning("Second look for servers of %s failed: %s", self.user.name, error)
+            return
+        if not found:
+            return
+        where = "; ".join(server.describe() for _, _, server in found)
+        if self.front() == "production" and self.takeover_servers:
+            self.log.warning(
+                "%s started a server on %s meanwhile; taking over", self.user.name, where
+            )
+            await self._take_over(found)
+            return
+        raise refusal(
+            409,
+            f"Meanwhile a notebook server started on {where}; one server per user, so this "
+            "one is stopped again.",
+        )
+
+
+def refusal(status: int, message: str) -> web.HTTPError:
+    """An HTTPError whose message JupyterHub shows on the spawn page, in the progress
+    events and in its REST API answer (it replaces the reason of failed spawns with a
+    generic text, but shows ``jupyterhub_message``)."""
+    error = web.HTTPError(status, "%s", message)
+    error.jupyterhub_message = message  # type: ignore[attr-defined]
+    return error
 
 
 async def _render_options_form(spawner: SiteSpawner) -> str:

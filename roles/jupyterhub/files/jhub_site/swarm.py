@@ -16,11 +16,16 @@ the node the task landed on, the service uses endpoint mode ``dnsrr`` (no virtua
 the hub connects to that node's address and the published port, both read from the task.
 No service VIP or ingress mesh is involved, so a kernel without IPVS (the lab) behaves like a
 production cluster.
+
+The user's services of the other hub instances (``<other prefix><user>``) are found by exact
+name and stopped by removing the service: the swarm stops its container gracefully (SIGTERM,
+then SIGKILL after the service's stop grace period, 10 s by default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import grp
 import html
 import os
@@ -34,14 +39,18 @@ from docker.utils import kwargs_from_env
 from dockerspawner import SwarmSpawner
 from traitlets import Dict, Float, Int, List, Unicode, default
 
+from jhub_site.exclusive import InstanceServers, OtherServer
+
 # Task states on the way to "running"; anything else (failed, rejected, shutdown, ...) ends
 # the start with the task's error.
 _PENDING_STATES = frozenset(
     {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 )
+# Task states of a container that may still run (or is about to).
+_LIVE_STATES = _PENDING_STATES | {"running"}
 
 
-class SiteSwarmSpawner(SwarmSpawner):
+class SiteSwarmSpawner(InstanceServers, SwarmSpawner):
     """A notebook server as a Swarm service, with the site's images, limits and storage."""
 
     images = Dict(
@@ -289,6 +298,82 @@ class SiteSwarmSpawner(SwarmSpawner):
             raise RuntimeError(f"Service {self.service_name} has no task")
         node = await self.docker("inspect_node", task["NodeID"])
         return node_address(node), published_port(task, self.port)
+
+    # --- the user's services of the other hub instances ----------------------------------------
+
+    def own_server_name(self) -> str:
+        return self.object_name
+
+    async def find_other_servers(self) -> list[OtherServer]:
+        found = []
+        for instance, name in self.other_instance_names().items():
+            # Docker's name filter matches prefixes (jupyter-a-alice2 for jupyter-a-alice).
+            services = await self.docker("services", filters={"name": name})
+            for service in services:
+                if (service.get("Spec") or {}).get("Name") != name:
+                    continue
+                tasks = await self.docker("tasks", filters={"service": service["ID"]})
+                state = service_state(service["ID"], tasks)
+                if state is None:
+                    continue  # its container ended; nothing of it runs
+                found.append(
+                    OtherServer(
+                        instance=instance,
+                        name=name,
+                        kind="Swarm service",
+                        ident=service["ID"],
+                        detail=state,
+                        handles=tuple(sorted(live_tasks(service["ID"], tasks))),
+                    )
+                )
+        return found
+
+    async def stop_other_server(self, server: OtherServer) -> None:
+        self.log.info(
+            "Removing Swarm service %s (%s) of %s, a server of instance %s",
+            server.name,
+            server.ident[:12],
+            self.user.name,
+            server.instance,
+        )
+        with contextlib.suppress(docker.errors.NotFound):  # removed already
+            await self.docker("remove_service", server.ident)
+
+    async def other_server_gone(self, server: OtherServer) -> bool:
+        """Whether the service is removed and its containers have stopped: the service
+        disappears at once, its tasks stay listed (by ID) until their containers ended."""
+        services = await self.docker("services", filters={"id": server.ident})
+        if any(service.get("ID") == server.ident for service in services):
+            return False
+        for task_id in server.handles:
+            tasks = await self.docker("tasks", filters={"id": task_id})
+            mine = [task for task in tasks if task.get("ID") == task_id]
+            if live_tasks(server.ident, mine):
+                return False
+        return True
+
+
+def live_tasks(service_id: str, tasks: list[dict]) -> dict[str, str]:
+    """Task ID -> state of the tasks of a service whose container may still run."""
+    live = {}
+    for task in tasks:
+        state = ((task.get("Status") or {}).get("State") or "").lower()
+        if task.get("ServiceID") == service_id and state in _LIVE_STATES:
+            live[str(task.get("ID"))] = state
+    return live
+
+
+def service_state(service_id: str, tasks: list[dict]) -> str | None:
+    """What runs of a service that exists, from its tasks: "running", "starting" (also a
+    service without tasks yet), or None when every task has ended (failed, complete, shut
+    down): its container no longer runs."""
+    own = [task for task in tasks if task.get("ServiceID") == service_id]
+    if not own:
+        return "starting"
+    live = live_tasks(service_id, own)
+    if not live:
+        return None
+    return "running" if "running" in live.values() else "starting"
 
 
 class _DirectAPIClient(docker.APIClient):

@@ -2,7 +2,8 @@
 """Stand-in for one JupyterHub instance's configurable-http-proxy, for the nginx tests.
 
 Answers every GET with JSON naming its instance and echoing the forwarded headers
-(?delay=SECONDS makes it answer slowly, so a request can be in flight during a reload),
+(?delay=SECONDS makes it answer slowly, so a request can be in flight during a reload;
+?status=CODE answers with that status, as a user's dead server behind the proxy does),
 and accepts a websocket upgrade on any path, echoing text frames prefixed by the instance.
 Standard library only: runs on Debian 12 and 13 as they are.
 """
@@ -62,17 +63,19 @@ class Handler(BaseHTTPRequestHandler):
             return
         query = parse_qs(urlsplit(self.path).query)
         time.sleep(min(float(query.get("delay", ["0"])[0]), 10.0))
+        status = int(query.get("status", ["200"])[0])
         body = json.dumps(
             {
                 "instance": INSTANCE,
                 "path": self.path,
+                "front": self.headers.get("X-JupyterHub-Front"),
                 "host": self.headers.get("Host"),
                 "x_forwarded_proto": self.headers.get("X-Forwarded-Proto"),
                 "x_forwarded_for": self.headers.get("X-Forwarded-For"),
                 "x_real_ip": self.headers.get("X-Real-IP"),
             }
         ).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Drills against the front door of a running site, as users and attackers do them.
+
+Each prints one JSON object; the lab's verify (molecule/lab/verify_frontdoor.yml) asserts on
+it, and docs/benchmarks.md quotes it.
+
+  frontdoor.py dead-server   --url URL --ca CA --secrets DIR [--user alice]
+      The user kills her own notebook server from its kernel and keeps asking for it, while
+      another client polls /hub/health 10 times a second for 30 s: which instances answered.
+  frontdoor.py proxy-restart --url URL --ca CA --secrets DIR --restart 'docker exec ...'
+      With a kernel holding state, the hub's proxy unit restarts: seconds until the user's
+      server answers through the front door again, and whether the kernel kept its state.
+  frontdoor.py login-flood   --url URL [--ca CA] [--count 20] [--seconds 10]
+      Wrong passwords for one user as fast as allowed, from where it runs (standard library
+      only, so that it runs inside any lab container): statuses counted.
+  frontdoor.py headers       --url URL --ca CA
+      Response headers of the hub's pages: none may carry an internal address.
+  frontdoor.py try-spawn     --url URL --ca CA --secrets DIR [--user alice] [--options JSON]
+      The user logs in and asks for a server: started (then stopped again) or refused, with
+      the message the hub gave her.
+
+Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.cookiejar
+import ipaddress
+import json
+import re
+import shlex
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# An IPv4 address anywhere in a header value (host:port, a list of upstreams).
+_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+
+
+def _user(args: argparse.Namespace, name: str):
+    from hubclient import HubUser
+
+    password = (Path(args.secrets) / f"ldap-user-{name}").read_text().strip()
+    return HubUser(args.url, name, password, args.ca)
+
+
+def dead_server(args: argparse.Namespace) -> dict:
+    """A user's dead server must not move production to the other instance."""
+    from bench import Poller
+
+    user = _user(args, args.user)
+    user.login()
+    first = user.served_by()
+    user.start_server(timeout=180)
+    poller = Poller(args.url, args.ca, 0.1, args.seconds + 30)
+    poller.start()
+    time.sleep(1.0)
+    since = time.monotonic()
+    # The kernel's parent is the notebook server: the user kills it as a crash would.
+    with contextlib.suppress(Exception):  # the websocket dies with the server
+        user.run_code("import os, signal; os.kill(os.getppid(), signal.SIGKILL)", timeout=10)
+    statuses: dict[str, int] = {}
+    while time.monotonic() - since < args.seconds:
+        try:
+            reply = user.session.get(
+                user.url(f"/user/{args.user}/api/status"),
+                verify=args.ca,
+                timeout=10,
+                allow_redirects=False,
+            )
+            key = str(reply.status_code)
+        except Exception as err:
+            key = type(err).__name__
+        statuses[key] = statuses.get(key, 0) + 1
+        time.sleep(0.25)
+    poller.stop_event.set()
+    poller.join()
+    report = poller.report(since)
+    try:
+        user.stop_server(timeout=60)
+    except Exception as err:
+        report["stop_error"] = str(err)
+    return {"user": args.user, "instance_before": first, "user_requests": statuses, **report}
+
+
+def proxy_restart(args: argparse.Namespace) -> dict:
+    """Routes come back after the proxy unit restarts; the kernel keeps its state."""
+    user = _user(args, args.user)
+    user.login()
+    instance = user.served_by()
+    user.start_server(timeout=180)
+    user.open_lab()
+    reply = user.request("POST", f"/user/{args.user}/api/kernels", json={"name": "python3"})
+    reply.raise_for_status()
+    kernel = reply.json()["id"]
+    before = user._execute(kernel, "x = 41; x", 60)
+    subprocess.run(shlex.split(args.restart), check=True, capture_output=True, timeout=60)
+    restarted = time.monotonic()
+    back_after = None
+    statuses: dict[str, int] = {}
+    while time.monotonic() - restarted < args.seconds:
+        try:
+            status = user.request("GET", f"/user/{args.user}/api/status").status_code
+        except Exception:
+            status = 0
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        if status == 200:
+            back_after = time.monotonic() - restarted
+            break
+        time.sleep(0.2)
+    after = user._execute(kernel, "x + 1", 60) if back_after is not None else None
+    user.request("DELETE", f"/user/{args.user}/api/kernels/{kernel}")
+    user.stop_server(timeout=60)
+    return {
+        "user": args.user,
+        "instance": instance,
+        "before": before,
+        "after": after,
+        "back_after_s": None if back_after is None else round(back_after, 2),
+        "statuses": statuses,
+    }
+
+
+def login_flood(args: argparse.Namespace) -> dict:
+    """Wrong passwords from one client address, standard library only."""
+    context = (
+        ssl.create_default_context(cafile=args.ca) if args.ca else ssl.create_default_context()
+    )
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}),
+        urllib.request.HTTPCookieProcessor(jar),
+        urllib.request.HTTPSHandler(context=context),
+    )
+    login = args.url.rstrip("/") + "/hub/login"
+    with opener.open(login, timeout=10) as page:
+        page.read()
+    xsrf = next((c.value for c in jar if c.name == "_xsrf"), "")
+    statuses: dict[str, int] = {}
+    started = time.monotonic()
+    gap = args.seconds / max(args.count, 1)
+    for i in range(args.count):
+        body = urllib.parse.urlencode(
+            {"username": args.username, "password": f"wrong-{i}", "_xsrf": xsrf}
+        ).encode()
+        try:
+            with opener.open(urllib.request.Request(login, data=body), timeout=10) as reply:
+                status = reply.status
+        except urllib.error.HTTPError as err:
+            status = err.code
+        except OSError as err:
+            status = type(err).__name__
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        time.sleep(max(0.0, started + (i + 1) * gap - time.monotonic()))
+    return {
+        "sent": args.count,
+        "seconds": round(time.monotonic() - started, 2),
+        "statuses": statuses,
+    }
+
+
+def headers(args: argparse.Namespace) -> dict:
+    """Every response header of a few pages; those that carry an address are listed."""
+    import requests
+
+    leaks = []
+    seen = {}
+    for path in ("/hub/login", "/hub/health", "/hub/api/", "/user/nobody/", "/no-such-page"):
+        reply = requests.get(
+            args.url.rstrip("/") + path, verify=args.ca, timeout=10, allow_redirects=False
+        )
+        seen[path] = sorted(reply.headers)
+        for name, value in reply.headers.items():
+            for found in _IPV4.findall(value):
+                try:
+                    ipaddress.ip_address(found)
+                except ValueError:
+                    continue
+                leaks.append({"path": path, "header": name, "value": value})
+    return {"leaks": leaks, "headers": seen}
+
+
+def try_spawn(args: argparse.Namespace) -> dict:
+    """Started or refused, and what the hub said."""
+    from hubclient import HubError
+
+    user = _user(args, args.user)
+    user.login()
+    instance = user.served_by()
+    options = json.loads(args.options) if args.options else None
+    try:
+        seconds = user.start_server(timeout=180, options=options)
+    except HubError as err:
+        return {"user": args.user, "instance": instance, "started": False, "message": str(err)}
+    user.stop_server(timeout=60)
+    return {"user": args.user, "instance": instance, "started": True, "spawn_s": round(seconds, 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("dead-server", "proxy-restart", "login-flood", "headers", "try-spawn"):
+        p = sub.add_parser(name)
+        p.add_argument("--url", required=True)
+        p.add_argument("--ca", default=None)
+    for name in ("dead-server", "proxy-restart", "try-spawn"):
+        sub.choices[name].add_argument("--secrets", required=True)
+        sub.choices[name].add_argument("--user", default="alice")
+    sub.choices["try-spawn"].add_argument("--options", help="user_options as JSON")
+    sub.choices["dead-server"].add_argument("--seconds", type=float, default=30)
+    sub.choices["proxy-restart"].add_argument("--restart", required=True)
+    sub.choices["proxy-restart"].add_argument("--seconds", type=float, default=60)
+    sub.choices["login-flood"].add_argument("--username", default="alice")
+    sub.choices["login-flood"].add_argument("--count", type=int, default=20)
+    sub.choices["login-flood"].add_argument("--seconds", type=float, default=10)
+    sub.choices["login-flood"].add_argument("--insecure", action="store_true")
+    args = parser.parse_args()
+    if args.command != "login-flood" and args.ca is None:
+        args.ca = True
+    run = {
+        "dead-server": dead_server,
+        "proxy-restart": proxy_restart,
+        "login-flood": login_flood,
+        "headers": headers,
+        "try-spawn": try_spawn,
+    }[args.command]
+    print(json.dumps({args.command: run(args)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
