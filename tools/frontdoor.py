@@ -15,6 +15,12 @@ it, and docs/benchmarks.md quotes it.
       only, so that it runs inside any lab container): statuses counted.
   frontdoor.py headers       --url URL --ca CA
       Response headers of the hub's pages: none may carry an internal address.
+  frontdoor.py failover      --url URL --ca CA --secrets DIR --stop CMD --start CMD --servers CMD
+      With the user's server running on the active instance (and a notebook saved), the
+      active hub host dies (--stop) while a client polls production: the failed-request
+      window; the user logs in again and starts a server: which servers of hers run in the
+      cluster (--servers lists every server name, one a line) and whether the notebook is
+      there. Then the host comes back (--start) and the user starts on it again.
   frontdoor.py try-spawn     --url URL --ca CA --secrets DIR [--user alice] [--options JSON]
       The user logs in and asks for a server: started (then stopped again) or refused, with
       the message the hub gave her.
@@ -42,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 # An IPv4 address anywhere in a header value (host:port, a list of upstreams).
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 
@@ -192,6 +199,84 @@ def headers(args: argparse.Namespace) -> dict:
     return {"leaks": leaks, "headers": seen}
 
 
+def _servers_of(command: str, name: str) -> list[str]:
+    done = subprocess.run(shlex.split(command), check=True, capture_output=True, text=True)
+    return sorted(line for line in done.stdout.split() if line.endswith(f"-{name}"))
+
+
+def _notebook(user, path: str) -> int:
+    return user.request("GET", f"/user/{user.name}/api/contents/{path}?content=0").status_code
+
+
+def failover(args: argparse.Namespace) -> dict:
+    """Unplanned failover: the window, one server per user, the notebook kept."""
+    from bench import Poller
+
+    user = _user(args, args.user)
+    user.login()
+    active = user.served_by()
+    user.start_server(timeout=180)
+    saved = user.request(
+        "PUT",
+        f"/user/{args.user}/api/contents/failover-drill.ipynb",
+        json={"type": "notebook", "content": NOTEBOOK},
+    ).status_code
+    before = _servers_of(args.servers, args.user)
+    poller = Poller(args.url, args.ca, 0.1, 300)
+    poller.start()
+    time.sleep(1.0)
+    since = time.monotonic()
+    subprocess.run(shlex.split(args.stop), check=True, capture_output=True, timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        ok and who != active for t, ok, who, _ in list(poller.samples) if t >= since
+    ):
+        time.sleep(0.2)
+    time.sleep(2.0)
+    poller.stop_event.set()
+    poller.join()
+    window = poller.report(since)
+    # She comes back to the same URL: logged out (the other instance's cookie), logs in.
+    again = _user(args, args.user)
+    again.login()
+    other = again.served_by()
+    again.start_server(timeout=180)
+    during = _servers_of(args.servers, args.user)
+    notebook = _notebook(again, "failover-drill.ipynb")
+    # The failed host returns; production goes back to it; she starts there again.
+    subprocess.run(shlex.split(args.start), check=True, capture_output=True, timeout=120)
+    deadline = time.monotonic() + 180
+    back = None
+    while time.monotonic() < deadline:
+        try:
+            reply = again.session.get(args.url + "/hub/health", verify=args.ca, timeout=5)
+            if reply.status_code == 200 and reply.headers.get("X-JupyterHub-Instance") == active:
+                back = True
+                break
+        except Exception:
+            pass
+        time.sleep(1.0)
+    third = _user(args, args.user)
+    third.login()
+    third.start_server(timeout=180)
+    after = _servers_of(args.servers, args.user)
+    notebook_after = _notebook(third, "failover-drill.ipynb")
+    third.stop_server(timeout=60)
+    return {
+        "user": args.user,
+        "active": active,
+        "saved": saved,
+        "servers_before": before,
+        "window": window,
+        "failover_instance": other,
+        "servers_during": during,
+        "notebook_during": notebook,
+        "active_back": back,
+        "servers_after_return": after,
+        "notebook_after_return": notebook_after,
+    }
+
+
 def try_spawn(args: argparse.Namespace) -> dict:
     """Started or refused, and what the hub said."""
     from hubclient import HubError
@@ -211,14 +296,17 @@ def try_spawn(args: argparse.Namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("dead-server", "proxy-restart", "login-flood", "headers", "try-spawn"):
+    names = ("dead-server", "proxy-restart", "login-flood", "headers", "try-spawn", "failover")
+    for name in names:
         p = sub.add_parser(name)
         p.add_argument("--url", required=True)
         p.add_argument("--ca", default=None)
-    for name in ("dead-server", "proxy-restart", "try-spawn"):
+    for name in ("dead-server", "proxy-restart", "try-spawn", "failover"):
         sub.choices[name].add_argument("--secrets", required=True)
         sub.choices[name].add_argument("--user", default="alice")
     sub.choices["try-spawn"].add_argument("--options", help="user_options as JSON")
+    for option in ("--stop", "--start", "--servers"):
+        sub.choices["failover"].add_argument(option, required=True)
     sub.choices["dead-server"].add_argument("--seconds", type=float, default=30)
     sub.choices["proxy-restart"].add_argument("--restart", required=True)
     sub.choices["proxy-restart"].add_argument("--seconds", type=float, default=60)
@@ -235,6 +323,7 @@ def main() -> int:
         "login-flood": login_flood,
         "headers": headers,
         "try-spawn": try_spawn,
+        "failover": failover,
     }[args.command]
     print(json.dumps({args.command: run(args)}))
     return 0
