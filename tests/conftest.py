@@ -7,6 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The suite runs its property tests beside molecule scenarios on two cores: a per-example
+# time limit would fail them for the machine's load, not for what they check.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO_ROOT / ".cache" / "logs"

@@ -116,7 +116,15 @@ def proxy_restart(args: argparse.Namespace) -> dict:
     statuses: dict[str, int] = {}
     while time.monotonic() - restarted < args.seconds:
         try:
-            status = user.request("GET", f"/user/{args.user}/api/status").status_code
+            # Her server's own answer, not a redirect through the hub (the proxy's default
+            # target) that ends somewhere else.
+            status = user.session.get(
+                user.url(f"/user/{args.user}/api/status"),
+                headers={"Accept": "application/json"},
+                verify=args.ca,
+                timeout=10,
+                allow_redirects=False,
+            ).status_code
         except Exception:
             status = 0
         statuses[str(status)] = statuses.get(str(status), 0) + 1
@@ -125,6 +133,9 @@ def proxy_restart(args: argparse.Namespace) -> dict:
             break
         time.sleep(0.2)
     after = user._execute(kernel, "x + 1", 60) if back_after is not None else None
+    # While the proxy restarted, NGINX saw the active hub refuse connections and sent hub
+    # pages to the other instance for its fail_timeout: wait until production is back.
+    production_back = _wait_for_instance(args, instance, 60)
     user.request("DELETE", f"/user/{args.user}/api/kernels/{kernel}")
     user.stop_server(timeout=60)
     return {
@@ -134,7 +145,24 @@ def proxy_restart(args: argparse.Namespace) -> dict:
         "after": after,
         "back_after_s": None if back_after is None else round(back_after, 2),
         "statuses": statuses,
+        "production_back_after_s": production_back,
     }
+
+
+def _wait_for_instance(args: argparse.Namespace, instance: str, seconds: float) -> float | None:
+    """Seconds until the production URL answers from instance again (None: not within)."""
+    import requests
+
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            reply = requests.get(args.url + "/hub/health", verify=args.ca, timeout=5)
+            if reply.headers.get("X-JupyterHub-Instance") == instance:
+                return round(time.monotonic() - started, 2)
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    return None
 
 
 def login_flood(args: argparse.Namespace) -> dict:
