@@ -6,6 +6,7 @@ past preflight would try to reach them, and the recap would show it.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -39,9 +40,16 @@ def assert_no_host_touched(output: str) -> None:
     assert "Gathering Facts" not in output
 
 
+# Lab containers by this prefix never exist: a run that got past preflight gathers facts
+# from no host and fails (assert_no_host_touched sees it) instead of deploying to a lab
+# that is up.
+NO_LAB = {"JHUB_LAB_PREFIX": "preflight-test-no-such-container-"}
+
+
 def run_site(inventory: str, *extra: str) -> tuple[int, str]:
     result = run(
         ["ansible-playbook", "-i", inventory, "playbooks/site.yml", *extra],
+        env=NO_LAB,
         log_name="preflight-" + Path(inventory).name,
     )
     return result.returncode, result.stdout + result.stderr
@@ -105,6 +113,74 @@ def test_bad_value_of_a_lab_tier_stops_in_preflight(extra_vars: str, named: str)
     assert_no_host_touched(output)
 
 
+@pytest.mark.parametrize(
+    ("extra_vars", "named", "shown"),
+    [
+        ("nginx_https_port=70000", "nginx_https_port", "70000"),
+        ("nginx_test_https_port=65536", "nginx_test_https_port", "65536"),
+        ("nginx_hub_port=0", "nginx_hub_port", "0"),
+        ("nginx_hsts_max_age=-1", "nginx_hsts_max_age", "-1"),
+        ('{"nginx_proxy_connect_timeout": "2 s"}', "nginx_proxy_connect_timeout", "2 s"),
+        ('{"nginx_fail_timeout": "0s"}', "nginx_fail_timeout", "0s"),
+        ('{"nginx_websocket_timeout": "1 hour"}', "nginx_websocket_timeout", "1 hour"),
+        (
+            '{"nginx_server_names": ["jupyter example.org"]}',
+            "nginx_server_names",
+            "jupyter example.org",
+        ),
+        ('{"nginx_hub_address": "hub a"}', "nginx_hub_address", "hub a"),
+        (
+            '{"nginx_test_allowed_networks": ["staff vpn"]}',
+            "nginx_test_allowed_networks",
+            "staff vpn",
+        ),
+        ("jupyterhub_idle_timeout=-1", "jupyterhub_idle_timeout", "-1"),
+        ("jupyterhub_spawn_timeout=0", "jupyterhub_spawn_timeout", "0"),
+        ("jupyterhub_slurm_pending_timeout=-1", "jupyterhub_slurm_pending_timeout", "-1"),
+        ("jupyterhub_slurm_pending_timeout=600", "jupyterhub_slurm_pending_timeout", "600"),
+        ("jupyterhub_proxy_route_check_interval=-2", "jupyterhub_proxy_route_check_interval", "-2"),
+        ("jupyterhub_hub_port=70000", "jupyterhub_hub_port", "70000"),
+        ("jupyterhub_ldap_server_port=0", "jupyterhub_ldap_server_port", "0"),
+        (
+            '{"jupyterhub_ldap_server_address": "ldap host"}',
+            "jupyterhub_ldap_server_address",
+            "ldap host",
+        ),
+    ],
+)
+def test_nonsense_port_timeout_or_address_stops_in_preflight(
+    extra_vars: str, named: str, shown: str
+) -> None:
+    """Ports, timeouts, durations and addresses of the front door and the hubs: the
+    failure names the variable and its bad value."""
+    rc, output = run_site("inventories/lab", "-e", extra_vars)
+    assert rc != 0, "the run should have failed"
+    assert named in output, f"the failure does not name {named}:\n{output[-3000:]}"
+    assert shown in output, f"the failure does not show the value {shown}:\n{output[-3000:]}"
+    assert_no_host_touched(output)
+
+
+def test_sensible_edge_values_pass_preflight() -> None:
+    """Zero where it means something (HSTS off, no pending limit, no status port), short
+    nginx times, and IP literals as addresses are accepted."""
+    extra = {
+        "nginx_hsts_max_age": 0,
+        "nginx_status_port": 0,
+        "nginx_proxy_connect_timeout": "500ms",
+        "nginx_fail_timeout": 30,
+        "nginx_server_names": ["jupyter.example.org", "*.example.org", "192.0.2.7"],
+        "nginx_hub_address": "2001:db8::11",
+        "nginx_test_allowed_networks": ["198.51.100.0/24", "2001:db8::/32"],
+        "jupyterhub_proxy_route_check_interval": 0,
+        "jupyterhub_slurm_pending_timeout": 0,
+        "jupyterhub_ldap_server_address": "192.0.2.5",
+    }
+    result = run(
+        ["ansible-playbook", "playbooks/show-config.yml", "-e", json.dumps(extra)], env=NO_LAB
+    )
+    assert result.returncode == 0, tail(result)
+
+
 def test_hub_hosts_must_be_one_per_instance(tmp_path: Path) -> None:
     inventory = tmp_path / "inventory"
     shutil.copytree(
@@ -156,12 +232,12 @@ def test_flipping_group_vars_changes_what_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("playbook", ENTRY_PLAYBOOKS)
 def test_every_entry_playbook_starts_with_preflight(playbook: str) -> None:
-    """Entry playbooks sit in playbooks/ (where group_vars/ is linked) and validate first."""
-    plays = yaml.safe_load((REPO_ROOT / "playbooks" / playbook).read_text())
-    first = plays[0].get("ansible.builtin.import_playbook", "")
-    if playbook == "site.yml":
-        first = yaml.safe_load((REPO_ROOT / "playbooks" / first).read_text())[0].get(
-            "ansible.builtin.import_playbook", ""
-        )
-    assert first == "preflight.yml", f"{playbook} does not import preflight.yml first"
+    """Entry playbooks sit in playbooks/ (where group_vars/ is linked) and validate first,
+    themselves or through the entry playbook they import first (site.yml, announce.yml)."""
+    first, seen = playbook, []
+    while first and first != "preflight.yml" and first not in seen:
+        seen.append(first)
+        plays = yaml.safe_load((REPO_ROOT / "playbooks" / first).read_text())
+        first = plays[0].get("ansible.builtin.import_playbook", "")
+    assert first == "preflight.yml", f"{playbook} does not import preflight.yml first ({seen})"
     assert (REPO_ROOT / "playbooks/group_vars").resolve() == REPO_ROOT / "group_vars"
