@@ -130,6 +130,11 @@ def test_bad_value_of_a_lab_tier_stops_in_preflight(extra_vars: str, named: str)
         ),
         ('{"nginx_hub_address": "hub a"}', "nginx_hub_address", "hub a"),
         (
+            '{"nginx_proxy_next_upstream": ["error", "timeout", "http_503"]}',
+            "nginx_proxy_next_upstream",
+            "http_503",
+        ),
+        (
             '{"nginx_test_allowed_networks": ["staff vpn"]}',
             "nginx_test_allowed_networks",
             "staff vpn",
@@ -194,6 +199,27 @@ def test_hub_hosts_must_be_one_per_instance(tmp_path: Path) -> None:
     assert rc != 0
     assert "jupyterhub_instance" in output
     assert "'hub-a': 'a', 'hub-b': 'a'" in output
+    assert_no_host_touched(output)
+
+
+def test_server_name_prefixes_must_not_overlap(tmp_path: Path) -> None:
+    """With prefixes jupyter- (b) and jupyter-a- (a), b's server of user "a-bob" and a's
+    server of "bob" would both be jupyter-a-bob: the one-server check would stop the wrong
+    one. Refused, naming the variable and the other host."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(
+        REPO_ROOT / "inventories/lab", inventory, ignore=shutil.ignore_patterns(".secrets")
+    )
+    hosts_file = inventory / "hosts.yml"
+    hosts = yaml.safe_load(hosts_file.read_text())
+    hosts["all"]["children"]["jupyterhub"]["hosts"]["hub-b"]["jupyterhub_server_name_prefix"] = (
+        "jupyter-"
+    )
+    hosts_file.write_text(yaml.safe_dump(hosts))
+    rc, output = run_site(str(inventory))
+    assert rc != 0
+    assert "jupyterhub_server_name_prefix is 'jupyter-' on hub-b" in output
+    assert "overlaps the prefix of hub-a" in output
     assert_no_host_touched(output)
 
 
