@@ -21,9 +21,12 @@ it, and docs/benchmarks.md quotes it.
       window; the user logs in again and starts a server: which servers of hers run in the
       cluster (--servers lists every server name, one a line) and whether the notebook is
       there. Then the host comes back (--start) and the user starts on it again.
-  frontdoor.py try-spawn     --url URL --ca CA --secrets DIR [--user alice] [--options JSON]
-      The user logs in and asks for a server: started (then stopped again) or refused, with
-      the message the hub gave her.
+  frontdoor.py try-spawn     --url URL --ca CA --secrets DIR [--user alice] [--keep]
+      The user logs in and asks for a server: started (then stopped again, or with --keep
+      kept after stopping what ran before) or refused, with the message the hub gave her.
+
+Where a server starts, --options JSON gives its user_options (the lab verify picks the Swarm
+backend); without it the hub uses the user's last choices.
 
 Every loop is bounded in count and time.
 """
@@ -31,6 +34,7 @@ Every loop is bounded in count and time.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import http.cookiejar
 import ipaddress
@@ -53,6 +57,16 @@ NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 
 
+def _options(args: argparse.Namespace) -> dict | None:
+    """The server's user_options (--options JSON); None: the user's last choices."""
+    if not args.options:
+        return None
+    try:
+        return json.loads(args.options)
+    except ValueError:  # a mapping Ansible handed over as Python's repr
+        return ast.literal_eval(args.options)
+
+
 def _user(args: argparse.Namespace, name: str):
     from hubclient import HubUser
 
@@ -67,7 +81,7 @@ def dead_server(args: argparse.Namespace) -> dict:
     user = _user(args, args.user)
     user.login()
     first = user.served_by()
-    user.start_server(timeout=180)
+    user.start_server(timeout=180, options=_options(args))
     poller = Poller(args.url, args.ca, 0.1, args.seconds + 30)
     poller.start()
     time.sleep(1.0)
@@ -104,7 +118,7 @@ def proxy_restart(args: argparse.Namespace) -> dict:
     user = _user(args, args.user)
     user.login()
     instance = user.served_by()
-    user.start_server(timeout=180)
+    user.start_server(timeout=180, options=_options(args))
     user.open_lab()
     reply = user.request("POST", f"/user/{args.user}/api/kernels", json={"name": "python3"})
     reply.raise_for_status()
@@ -243,7 +257,7 @@ def failover(args: argparse.Namespace) -> dict:
     user = _user(args, args.user)
     user.login()
     active = user.served_by()
-    user.start_server(timeout=180)
+    user.start_server(timeout=180, options=_options(args))
     saved = user.request(
         "PUT",
         f"/user/{args.user}/api/contents/failover-drill.ipynb",
@@ -268,7 +282,7 @@ def failover(args: argparse.Namespace) -> dict:
     again = _user(args, args.user)
     again.login()
     other = again.served_by()
-    again.start_server(timeout=180)
+    again.start_server(timeout=180, options=_options(args))
     during = _servers_of(args.servers, args.user)
     notebook = _notebook(again, "failover-drill.ipynb")
     # The failed host returns; production goes back to it; she starts there again.
@@ -286,7 +300,7 @@ def failover(args: argparse.Namespace) -> dict:
         time.sleep(1.0)
     third = _user(args, args.user)
     third.login()
-    third.start_server(timeout=180)
+    third.start_server(timeout=180, options=_options(args))
     after = _servers_of(args.servers, args.user)
     notebook_after = _notebook(third, "failover-drill.ipynb")
     third.stop_server(timeout=60)
@@ -312,12 +326,14 @@ def try_spawn(args: argparse.Namespace) -> dict:
     user = _user(args, args.user)
     user.login()
     instance = user.served_by()
-    options = json.loads(args.options) if args.options else None
+    if args.keep:
+        user.stop_server(timeout=60)  # whatever ran before, on any backend
     try:
-        seconds = user.start_server(timeout=180, options=options)
+        seconds = user.start_server(timeout=180, options=_options(args))
     except HubError as err:
         return {"user": args.user, "instance": instance, "started": False, "message": str(err)}
-    user.stop_server(timeout=60)
+    if not args.keep:
+        user.stop_server(timeout=60)
     return {"user": args.user, "instance": instance, "started": True, "spawn_s": round(seconds, 2)}
 
 
@@ -332,7 +348,12 @@ def main() -> int:
     for name in ("dead-server", "proxy-restart", "try-spawn", "failover"):
         sub.choices[name].add_argument("--secrets", required=True)
         sub.choices[name].add_argument("--user", default="alice")
-    sub.choices["try-spawn"].add_argument("--options", help="user_options as JSON")
+        sub.choices[name].add_argument(
+            "--options", help="user_options as JSON (default: the user's last choices)"
+        )
+    sub.choices["try-spawn"].add_argument(
+        "--keep", action="store_true", help="stop what ran before, keep the new server running"
+    )
     for option in ("--stop", "--start", "--servers"):
         sub.choices["failover"].add_argument(option, required=True)
     sub.choices["dead-server"].add_argument("--seconds", type=float, default=30)
