@@ -83,7 +83,6 @@ def bench_users(args: argparse.Namespace) -> dict:
         )
         secret.chmod(0o600)
     password = secret.read_text().strip()
-    admin = (args.secrets / "ldap-admin").read_text().strip()
     suffix = args.suffix
     entries = []
     for name, uid in load_users(args.count):
@@ -97,7 +96,9 @@ def bench_users(args: argparse.Namespace) -> dict:
     group = (
         f"dn: cn=jupyterhub-users,ou=groups,{suffix}\nchangetype: modify\nadd: memberUid\n{members}"
     )
-    bind = ["-x", "-H", "ldapi:///", "-D", f"cn=admin,{suffix}", "-w", admin]
+    # Root in the container over ldapi:/// with SASL EXTERNAL, which the ldap role's access
+    # rules let manage the tree: no password on a command line (ps would show it).
+    bind = ["-Q", "-Y", "EXTERNAL", "-H", "ldapi:///"]
     add = subprocess.run(
         ["docker", "exec", "-i", args.directory, "ldapadd", "-c", *bind],
         input="\n".join(entries),

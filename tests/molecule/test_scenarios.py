@@ -2,24 +2,39 @@
 
 The whole-site lab scenario is listed first (it takes longest: with pytest -n 2 it runs
 beside the role scenarios), on its own copy of the lab (container prefix ci-, its own ports)
-so that a lab in use is left alone. After each scenario, its whole Ansible output must not
-hold any generated secret.
+so that a lab in use is left alone.
+
+After each scenario, neither its whole output nor a tracked file may hold a secret it
+generated. Each scenario runs in an ephemeral directory of its own under
+.cache/molecule/, emptied first; molecule keeps its secrets/, pki/ and vault/ past the
+final destroy (safe_files in .config/molecule/config.yml), so the check compares with
+what this run generated (tests/secrets.py). The lab scenario's secrets are the lab
+inventory's (inventories/lab/.secrets). A scenario that generates no secret fails the
+check, unless WITHOUT_SECRETS says why it has none.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT, failed_tasks, run, tail
-from tests.secrets import leaks
+from tests.secrets import SCENARIO_SECRET_DIRS, Secret, check, collect, leaks
 
 LAB_TEST_ENV = {
     "JHUB_LAB_PREFIX": "ci-",
     "JHUB_LAB_HTTPS_PORT": "18443",
     "JHUB_LAB_HTTP_PORT": "18080",
     "JHUB_LAB_TEST_HTTPS_PORT": "19443",
+}
+# Ephemeral directories of the scenarios the suite runs, one per scenario.
+EPHEMERAL_ROOT = REPO_ROOT / ".cache" / "molecule"
+# Scenarios that handle no secret at all, and why (the check has nothing to compare there).
+WITHOUT_SECRETS = {
+    "molecule-publishing-default": "the publishing role has no password, token or key",
 }
 
 
@@ -33,6 +48,31 @@ def scenarios() -> list[tuple[Path, str]]:
     return found
 
 
+def secret_dirs(project: Path, scenario: str, ephemeral: Path) -> list[Path]:
+    """Where a scenario's generated secrets are after its run.
+
+    Besides the ephemeral directory: the lab inventory's for the lab scenario, and the
+    roles' fallback (<playbook dir>/.secrets) for a scenario that sets no site_secrets_dir.
+    """
+    found = [ephemeral / name for name in SCENARIO_SECRET_DIRS]
+    found.append(project / "molecule" / scenario / ".secrets")
+    if project == REPO_ROOT:
+        found.append(REPO_ROOT / "inventories" / "lab" / ".secrets")
+    return found
+
+
+def tracked_files() -> dict[str, str]:
+    """The text of every file git tracks, by path."""
+    names = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True, text=True
+    ).stdout.split("\0")
+    return {
+        name: (REPO_ROOT / name).read_text(errors="replace")
+        for name in names
+        if name and (REPO_ROOT / name).is_file()
+    }
+
+
 @pytest.mark.molecule
 @pytest.mark.parametrize(
     ("project", "scenario"),
@@ -41,13 +81,31 @@ def scenarios() -> list[tuple[Path, str]]:
 )
 def test_scenario(project: Path, scenario: str) -> None:
     label = f"molecule-{project.name}-{scenario}"
-    env = LAB_TEST_ENV if project == REPO_ROOT else {}
+    ephemeral = EPHEMERAL_ROOT / label
+    shutil.rmtree(ephemeral, ignore_errors=True)
+    env = {
+        **(LAB_TEST_ENV if project == REPO_ROOT else {}),
+        "MOLECULE_EPHEMERAL_DIRECTORY": str(ephemeral),
+    }
     result = run(["molecule", "test", "-s", scenario], cwd=project, env=env, log_name=label)
+    dirs = secret_dirs(project, scenario, ephemeral)
+    secrets: list[Secret] = collect(dirs, root=REPO_ROOT)
+    texts = {f".cache/logs/{label}.log": result.stdout + result.stderr, **tracked_files()}
+    # A failed run may have stopped before generating anything; what it printed is checked.
+    found = [f"secret in the output: {leak}" for leak in leaks(secrets, texts)]
     assert result.returncode == 0, (
         f"molecule test -s {scenario} in {project} failed; whole log in .cache/logs/{label}.log\n"
         + tail(result, 150)
         + "\n=== the failed tasks ===\n"
         + failed_tasks(result)
+        + ("\n=== secrets in the output ===\n" + "\n".join(found) if found else "")
     )
-    found = leaks({f"{label}.log": result.stdout + result.stderr})
-    assert not found, "secrets in the Ansible output:\n" + "\n".join(found)
+    if label in WITHOUT_SECRETS:
+        assert not secrets, (
+            f"{label} generated secrets ({', '.join(s.source for s in secrets)}): "
+            "remove it from WITHOUT_SECRETS so that its output is checked"
+        )
+        return
+    searched = ", ".join(str(d.relative_to(REPO_ROOT)) for d in dirs)
+    problems = check(secrets, texts, searched)
+    assert not problems, "generated secrets and the Ansible output:\n" + "\n".join(problems)

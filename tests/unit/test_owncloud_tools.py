@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
@@ -44,6 +45,12 @@ class FakeOcc:
         if command == "ldap:set-config":
             self.ldap[args[2]] = args[3]
             return ""
+        if command == "config:import":
+            # user_ldap keeps the bind password base64-encoded as s01ldap_agent_password.
+            for key, value in json.loads(stdin)["apps"]["user_ldap"].items():
+                assert key == "s01ldap_agent_password", key
+                self.ldap["ldapAgentPassword"] = base64.b64decode(value).decode()
+            return "Config successfully imported from: \n"
         if command == "files_external:export":
             return json.dumps(self.mounts)
         if command == "files_external:delete":
@@ -78,6 +85,18 @@ def test_ldap_is_created_then_left_alone() -> None:
     occ.calls.clear()
     assert apply_settings.apply_ldap(occ, LDAP, check=False) == []
     assert [c[0] for c in occ.calls] == ["ldap:show-config"]
+
+
+def test_the_bind_password_never_goes_on_the_command_line() -> None:
+    occ = FakeOcc(
+        ldap={"ldapHost": "ldap://directory", "ldapPort": "389", "ldapAgentPassword": "old"}
+    )
+    changes = apply_settings.apply_ldap(occ, LDAP, check=False)
+    assert changes == ["changed: ldap ldapAgentPassword"]
+    assert occ.ldap["ldapAgentPassword"] == "s3cret"
+    # It went through config:import on stdin; no argument of any occ call holds it.
+    assert ["config:import"] in occ.calls
+    assert not any("s3cret" in arg for call in occ.calls for arg in call)
 
 
 def test_ldap_check_mode_reports_without_changing() -> None:
