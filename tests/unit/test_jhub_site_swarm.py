@@ -190,6 +190,7 @@ def test_a_start_creates_the_users_service_as_the_site_wants_it() -> None:
     assert container["Dir"] == "/home/bob"
     assert container["CapabilityDrop"] == ["ALL"]
     assert container["Init"] is True
+    assert container["Sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "1024"}
     assert [(m["Source"], m["Target"], m["Type"]) for m in container["Mounts"]] == [
         ("/home/bob", "/home/bob", "bind"),
         ("/shared", "/shared", "bind"),

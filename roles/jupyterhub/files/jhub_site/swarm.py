@@ -269,6 +269,10 @@ class SiteSwarmSpawner(InstanceServers, SwarmSpawner):
             "workdir": self.home_dir(),
             "cap_drop": ["ALL"],
             "init": True,
+            # Docker lets every container bind ports below 1024 (it sets 0 here): with the
+            # host's default, her code cannot claim a privileged source port, which NFS
+            # servers take as proof of a trusted client.
+            "sysctls": {"net.ipv4.ip_unprivileged_port_start": "1024"},
         }
         self.extra_placement_spec = {
             **self.extra_placement_spec,
