@@ -21,9 +21,10 @@ it, and docs/benchmarks.md quotes it.
       window; the user logs in again and starts a server: which servers of hers run in the
       cluster (--servers lists every server name, one a line) and whether the notebook is
       there. Then the host comes back (--start) and the user starts on it again.
-  frontdoor.py try-spawn     --url URL --ca CA --secrets DIR [--user alice] [--keep]
+  frontdoor.py try-spawn     --url URL --ca CA --secrets DIR [--user alice] [--keep] [--notebook P]
       The user logs in and asks for a server: started (then stopped again, or with --keep
-      kept after stopping what ran before) or refused, with the message the hub gave her.
+      kept after stopping what ran before) or refused, with the message the hub gave her;
+      with --notebook, the HTTP status of reading that notebook through the new server.
 
 Where a server starts, --options JSON gives its user_options (the lab verify picks the Swarm
 backend); without it the hub uses the user's last choices.
@@ -332,9 +333,13 @@ def try_spawn(args: argparse.Namespace) -> dict:
         seconds = user.start_server(timeout=180, options=_options(args))
     except HubError as err:
         return {"user": args.user, "instance": instance, "started": False, "message": str(err)}
+    result = {"user": args.user, "instance": instance, "started": True}
+    result["spawn_s"] = round(seconds, 2)
+    if args.notebook:
+        result["notebook"] = _notebook(user, args.notebook)
     if not args.keep:
         user.stop_server(timeout=60)
-    return {"user": args.user, "instance": instance, "started": True, "spawn_s": round(seconds, 2)}
+    return result
 
 
 def main() -> int:
@@ -353,6 +358,9 @@ def main() -> int:
         )
     sub.choices["try-spawn"].add_argument(
         "--keep", action="store_true", help="stop what ran before, keep the new server running"
+    )
+    sub.choices["try-spawn"].add_argument(
+        "--notebook", help="path in her home: the status of reading it through her new server"
     )
     for option in ("--stop", "--start", "--servers"):
         sub.choices["failover"].add_argument(option, required=True)

@@ -64,6 +64,7 @@ def run_site(inventory: str, *extra: str) -> tuple[int, str]:
         ('{"common_service_accounts": [{"name": "slurm"}]}', "uid"),
         ('{"site_required_groups": ["proxy", "gpu_nodes"]}', "gpu_nodes"),
         ("jupyterhub_authenticator=kerberos", "jupyterhub_authenticator"),
+        ('{"jupyterhub_spawners": ["local"]}', "jupyterhub_allow_local_spawner"),
         ("nginx_tls_cert_file=/nonexistent/cert.pem", "nginx_tls_cert_file"),
     ],
 )
@@ -184,6 +185,71 @@ def test_sensible_edge_values_pass_preflight() -> None:
         ["ansible-playbook", "playbooks/show-config.yml", "-e", json.dumps(extra)], env=NO_LAB
     )
     assert result.returncode == 0, tail(result)
+
+
+LOCAL_CHECK = "Check that notebooks run as the hub's account only where that is allowed"
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_local_spawner_is_refused_for_what_it_exposes(inventory: str) -> None:
+    """Without jupyterhub_allow_local_spawner, the local spawner stops the run: the message
+    names both variables, the danger and the backends to use instead."""
+    rc, output = run_site(inventory, "-e", '{"jupyterhub_spawners": ["local"]}')
+    assert rc != 0, "the run should have failed"
+    for fragment in (
+        "jupyterhub_spawners is ['local']",
+        "jupyterhub_allow_local_spawner is false",
+        "reads the cookie secret",
+        "swarm, slurm or condor",
+    ):
+        assert fragment in output, f"the failure does not say {fragment!r}:\n{output[-3000:]}"
+    assert_no_host_touched(output)
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_local_spawner_passes_preflight_when_allowed(inventory: str) -> None:
+    """A single-user test box may set jupyterhub_allow_local_spawner: the check runs and passes."""
+    extra = {"jupyterhub_spawners": ["local"], "jupyterhub_allow_local_spawner": True}
+    result = run(
+        ["ansible-playbook", "-i", inventory, "playbooks/show-config.yml", "-e", json.dumps(extra)],
+        env=NO_LAB,
+    )
+    assert result.returncode == 0, tail(result)
+    assert LOCAL_CHECK in result.stdout
+
+
+def test_production_example_spawns_on_the_swarm_and_slurm() -> None:
+    """The production example names real backends (never local, never allowed), and its
+    settings pass every check of preflight as they are."""
+    hub_vars = yaml.safe_load(
+        (REPO_ROOT / "inventories/production.example/group_vars/jupyterhub/hub.yml").read_text()
+    )
+    assert hub_vars["jupyterhub_spawners"] == ["swarm", "slurm"]
+    assert "jupyterhub_allow_local_spawner" not in hub_vars
+    result = run(
+        ["ansible-playbook", "-i", "inventories/production.example", "playbooks/show-config.yml"],
+        env=NO_LAB,
+    )
+    assert result.returncode == 0, tail(result)
+    assert LOCAL_CHECK in result.stdout
+
+
+def test_role_default_spawner_passes_preflight(tmp_path: Path) -> None:
+    """An inventory that names no backend gets the role's default, which is not refused (so
+    not local): here the lab without its jupyterhub_spawners line."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(
+        REPO_ROOT / "inventories/lab", inventory, ignore=shutil.ignore_patterns(".secrets")
+    )
+    hub_file = inventory / "group_vars/jupyterhub/hub.yml"
+    text = hub_file.read_text()
+    assert "jupyterhub_spawners: [swarm, slurm]\n" in text
+    hub_file.write_text(text.replace("jupyterhub_spawners: [swarm, slurm]\n", ""))
+    result = run(
+        ["ansible-playbook", "-i", str(inventory), "playbooks/show-config.yml"], env=NO_LAB
+    )
+    assert result.returncode == 0, tail(result)
+    assert LOCAL_CHECK in result.stdout
 
 
 def test_hub_hosts_must_be_one_per_instance(tmp_path: Path) -> None:
