@@ -8,8 +8,10 @@ backend) and runs Python in a kernel of it, as any user can. For each target (a 
 of {"name", "host", "port"} and optionally "source_port") the code opens a TCP connection
 and reports what happened: "connected", "refused" (a reset or an ICMP rejection),
 "timeout", "unreachable", or "bind-denied" when the source port cannot be had. Then it
-writes, reads and removes a file in her home (her own work still runs). Prints one JSON
-object; molecule/lab/verify_security.yml asserts on it.
+posts settings of her spawner with her server's own token to the hub's route where batch
+notebooks report their port (the hub must answer 400), and writes, reads and removes a file
+in her home (her own work still runs). Prints one JSON object;
+molecule/lab/verify_security.yml asserts on it.
 
 Hosts are addresses: names of the site may not resolve inside a notebook container.
 """
@@ -51,13 +53,31 @@ def _try(target):
     finally:
         s.close()
 _results = {t["name"]: _try(t) for t in TARGETS}
+def _forge():
+    # Her server's own token, to the route where batch notebooks report their port, with
+    # settings of her spawner in the body: the hub must refuse all of it.
+    import urllib.error, urllib.request
+    body = json.dumps({"exclusive_servers": False, "maintenance_message": "", "port": 1})
+    req = urllib.request.Request(
+        os.environ["JUPYTERHUB_API_URL"].rstrip("/") + "/batchspawner", data=body.encode(),
+        method="POST", headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"],
+                                "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as reply:
+            return reply.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except Exception as err:
+        return repr(err)
+_forged = _forge()
 _path = os.path.join(os.path.expanduser("~"), ".attack-drill-" + str(os.getpid()))
 with open(_path, "w") as f:
     f.write("still mine")
 with open(_path) as f:
     _home = f.read() == "still mine"
 os.remove(_path)
-json.dumps({"results": _results, "home_works": _home, "uid": os.getuid()})
+json.dumps({"results": _results, "forged_spawner_settings": _forged, "home_works": _home,
+            "uid": os.getuid()})
 """
 
 

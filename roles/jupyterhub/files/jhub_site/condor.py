@@ -42,7 +42,11 @@ from batchspawner import CondorSpawner, JobStatus
 from batchspawner.batchspawner import format_template
 from traitlets import Float, Int, Unicode, default
 
+from jhub_site import batchapi
 from jhub_site.exclusive import InstanceServers, OtherServer, sudo_refused
+
+# batchspawner's own port handler sets whatever the body names: the site's replaces it.
+batchapi.install()
 
 # HTCondor's JobStatus codes.
 _IDLE, _RUNNING, _REMOVED, _COMPLETED, _HELD, _TRANSFERRING, _SUSPENDED = 1, 2, 3, 4, 5, 6, 7

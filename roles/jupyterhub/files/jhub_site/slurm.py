@@ -43,7 +43,11 @@ from batchspawner import JobStatus, SlurmSpawner, format_template
 from tornado import web
 from traitlets import Float, Int, List, Unicode, default
 
+from jhub_site import batchapi
 from jhub_site.exclusive import InstanceServers, OtherServer, sudo_refused
+
+# batchspawner's own port handler sets whatever the body names: the site's replaces it.
+batchapi.install()
 
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

@@ -42,9 +42,14 @@ from wrapspawner import WrapSpawner
 from jhub_site.exclusive import OtherServer
 
 # batchspawner registers its API handler (where the notebook reports its port) on import;
-# a hub without batch backends has no batchspawner.
+# a hub without batch backends has no batchspawner. That handler sets whatever the body
+# names on the spawner: the site's takes its place (jhub_site.batchapi).
 with contextlib.suppress(ImportError):
     import batchspawner  # noqa: F401
+
+    from jhub_site import batchapi
+
+    batchapi.install()
 
 # Traits JupyterHub sets on the spawner of a server before it starts it (tokens, OAuth
 # client, certificates). The wrapper hands them to its child; configurable traits (cmd,
