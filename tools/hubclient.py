@@ -43,13 +43,24 @@ class HubUser:
             (c.value for c in self.session.cookies if c.name == "_xsrf" and c.path == path), ""
         )
 
-    def open_lab(self) -> None:
-        """Open JupyterLab as a browser does (the server's OAuth login with the hub)."""
-        reply = self.session.get(
-            self.url(f"/user/{self.name}/lab"), verify=self.ca_file, timeout=60
+    def open_lab(self, attempts: int = 5) -> None:
+        """Open JupyterLab as a browser does (the server's OAuth login with the hub). A
+        server error right after a start is tried again, as a user reloads the page; the
+        error names what the server said."""
+        for attempt in range(attempts):
+            reply = self.session.get(
+                self.url(f"/user/{self.name}/lab"), verify=self.ca_file, timeout=60
+            )
+            if reply.status_code == 200:
+                return
+            if reply.status_code < 500 or attempt == attempts - 1:
+                break
+            time.sleep(2.0)
+        text = " ".join(reply.text.split())[:300]
+        raise HubError(
+            f"opening JupyterLab of {self.name}: HTTP {reply.status_code} "
+            f"({attempt + 1} tries; {reply.url}): {text}"
         )
-        if reply.status_code != 200:
-            raise HubError(f"opening JupyterLab of {self.name}: HTTP {reply.status_code}")
 
     def request(self, method: str, path: str, **kwargs: object) -> requests.Response:
         scope = f"/user/{self.name}/" if path.startswith("/user/") else "/hub/"
@@ -231,7 +242,6 @@ class HubUser:
         parts = urlsplit(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         ws_url = f"{scheme}://{parts.netloc}/user/{self.name}/api/kernels/{kernel}/channels"
-        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         sslopt = {"ca_certs": self.ca_file} if isinstance(self.ca_file, str) else {}
         conn = websocket.create_connection(
