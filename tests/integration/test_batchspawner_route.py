@@ -83,7 +83,7 @@ def _request(url: str, token: str, method: str = "GET", body: object = None) -> 
     req.add_header("Authorization", f"token {token}")
     req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=10) as reply:
+        with urllib.request.urlopen(req, timeout=30) as reply:
             return reply.status
     except urllib.error.HTTPError as err:
         return err.code
@@ -118,6 +118,8 @@ def hub(tmp_path: Path):
             c.JupyterHub.spawner_class = "drill_support.WaitForPortSpawner"
             c.WaitForPortSpawner.drop = "{drop}"
             c.Spawner.start_timeout = 120
+            # The start request answers 202 at once instead of after 10 s of waiting.
+            c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
             c.JupyterHub.authenticator_class = "dummy"
             c.JupyterHub.services = [{{"name": "drill", "api_token": "{ADMIN_TOKEN}"}}]
             c.JupyterHub.load_roles = [{{"name": "drill", "services": ["drill"],
