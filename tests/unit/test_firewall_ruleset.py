@@ -18,21 +18,11 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
+from tests.ansible_vars import trusted
 from tests.conftest import REPO_ROOT
 
 ROLE = REPO_ROOT / "roles/firewall"
 TEMPLATE = "etc/nftables.d/jhub-site.nft.j2"
-
-
-def _trusted(value: Any) -> Any:
-    """Variables files are trusted templates for Ansible; so they are here."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: _trusted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_trusted(v) for v in value]
-    return value
 
 
 HUBS = {
@@ -45,7 +35,7 @@ HUBS = {
 def templar(**overrides: Any) -> Templar:
     variables: dict[str, Any] = {}
     for part in ("defaults/main.yml", "vars/main.yml"):
-        variables |= _trusted(yaml.safe_load((ROLE / part).read_text()))
+        variables |= trusted(yaml.safe_load((ROLE / part).read_text()))
     variables |= {
         "inventory_hostname": "node",
         "groups": {"jupyterhub": list(HUBS)},
@@ -54,7 +44,7 @@ def templar(**overrides: Any) -> Templar:
         "ansible_facts": {"dns": {"nameservers": ["10.0.0.53", "127.0.0.11", "2001:db8::53"]}},
         "site_cluster_networks": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
     }
-    variables |= _trusted(overrides)
+    variables |= trusted(overrides)
     return Templar(loader=DataLoader(), variables=variables)
 
 

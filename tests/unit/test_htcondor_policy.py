@@ -24,6 +24,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import filter_loader, init_plugin_loader
 from ansible.template import Templar, trust_as_template
 
+from tests.ansible_vars import trusted
 from tests.conftest import REPO_ROOT, run, tail
 
 ROLE = REPO_ROOT / "roles/htcondor"
@@ -49,17 +50,6 @@ init_plugin_loader()
 filter_loader.add_directory(str(REPO_ROOT / "filter_plugins"))
 
 
-def _trusted(value: Any) -> Any:
-    """Variables files are trusted templates for Ansible; so they are here."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: _trusted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_trusted(v) for v in value]
-    return value
-
-
 class Host:
     """One host's HTCondor configuration, rendered from the role into ``root``."""
 
@@ -67,7 +57,7 @@ class Host:
         self.root = root
         variables: dict[str, Any] = {}
         for part in ("defaults/main.yml", "vars/main.yml"):
-            variables |= _trusted(yaml.safe_load((ROLE / part).read_text()))
+            variables |= trusted(yaml.safe_load((ROLE / part).read_text()))
         variables |= {
             "inventory_hostname": name,
             "group_names": groups,
@@ -81,7 +71,7 @@ class Host:
             "__htcondor_config_dir": str(root / "etc/condor"),
             "__htcondor_jupyter_config_dir": str(root / "etc/condor-jupyter"),
         }
-        variables |= _trusted(overrides)
+        variables |= trusted(overrides)
         self.templar = Templar(loader=DataLoader(), variables=variables)
         self.files: dict[str, Path] = {k: Path(v) for k, v in self.var("__htcondor_files").items()}
 
