@@ -1,5 +1,8 @@
 """End to end: the browser probe (tools/probe.py) walks a user's whole path in a running lab.
 
+A manual check: bin/test does not collect tests/e2e (pyproject's testpaths); the lab verify
+runs the installed probe instead (docs/monitoring.md).
+
     pytest tests/e2e                            # the lab bin/lab brought up (prefix lab-)
     JHUB_LAB_PREFIX=ci- JHUB_LAB_HTTPS_PORT=18443 pytest tests/e2e   # the suite's copy
 

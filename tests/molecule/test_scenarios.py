@@ -48,6 +48,20 @@ def scenarios() -> list[tuple[Path, str]]:
     return found
 
 
+def scenario_id(project: Path, scenario: str) -> str:
+    """The test id of a scenario: its role (site for the repository's own) and its name."""
+    return f"{project.name if project != REPO_ROOT else 'site'}-{scenario}"
+
+
+def missing_playbooks(output: str) -> list[str]:
+    """The lines of a molecule run's output that report a step skipped for want of its playbook.
+
+    Molecule 26 passes such a run; tests/molecule/test_scenario_playbooks.py catches the
+    missing file before any container starts, and this catches what that check cannot see.
+    """
+    return [line.strip() for line in output.splitlines() if "Missing playbook" in line]
+
+
 def secret_dirs(project: Path, scenario: str, ephemeral: Path) -> list[Path]:
     """Where a scenario's generated secrets are after its run.
 
@@ -77,7 +91,7 @@ def tracked_files() -> dict[str, str]:
 @pytest.mark.parametrize(
     ("project", "scenario"),
     scenarios(),
-    ids=[f"{p.name if p != REPO_ROOT else 'site'}-{s}" for p, s in scenarios()],
+    ids=[scenario_id(p, s) for p, s in scenarios()],
 )
 def test_scenario(project: Path, scenario: str) -> None:
     label = f"molecule-{project.name}-{scenario}"
@@ -99,6 +113,11 @@ def test_scenario(project: Path, scenario: str) -> None:
         + "\n=== the failed tasks ===\n"
         + failed_tasks(result)
         + ("\n=== secrets in the output ===\n" + "\n".join(found) if found else "")
+    )
+    skipped = missing_playbooks(result.stdout + result.stderr)
+    assert not skipped, (
+        f"molecule test -s {scenario} in {project} skipped steps for a missing playbook:\n"
+        + "\n".join(skipped)
     )
     if label in WITHOUT_SECRETS:
         assert not secrets, (
