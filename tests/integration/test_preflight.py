@@ -114,6 +114,56 @@ def test_bad_value_of_a_lab_tier_stops_in_preflight(extra_vars: str, named: str)
     assert_no_host_touched(output)
 
 
+# The host each inventory backs up its NFS areas from (the group backup).
+BACKED_UP_HOST = {
+    "inventories/lab": "nfs",
+    "inventories/production.example": "nfs-jupyter.example.org",
+}
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+@pytest.mark.parametrize(
+    "repository",
+    [
+        "/var/backups/restic",
+        "local:/srv/restic",
+        "sftp:backup@{host}:/srv/restic",
+        "rest:https://{host}:8000/x/",
+    ],
+)
+def test_backup_repository_on_the_host_it_backs_up_is_refused(
+    inventory: str, repository: str
+) -> None:
+    """A backup on the disks it protects is lost with them: preflight names the variable."""
+    host = BACKED_UP_HOST[inventory]
+    rc, output = run_site(
+        inventory, "-e", f"backup_restic_repository={repository.format(host=host)}"
+    )
+    assert rc != 0, "the run should have failed"
+    assert "backup_restic_repository" in output, output[-3000:]
+    assert "the host it backs up" in output, output[-3000:]
+    assert_no_host_touched(output)
+
+
+def test_backup_repository_on_the_host_passes_when_allowed() -> None:
+    """backup_allow_local_repository: a disk that is taken off-site, or a test setup."""
+    extra = {
+        "backup_restic_repository": "/var/backups/restic",
+        "backup_allow_local_repository": True,
+    }
+    result = run(
+        ["ansible-playbook", "playbooks/show-config.yml", "-e", json.dumps(extra)], env=NO_LAB
+    )
+    assert result.returncode == 0, tail(result)
+
+
+def test_backup_server_that_backs_up_itself_is_refused() -> None:
+    rc, output = run_site("inventories/lab", "-e", '{"backup_server_clients": ["nfs", "monitor"]}')
+    assert rc != 0, "the run should have failed"
+    assert "backup_server_clients" in output, output[-3000:]
+    assert_no_host_touched(output)
+
+
 @pytest.mark.parametrize(
     ("extra_vars", "named", "shown"),
     [
