@@ -52,7 +52,7 @@ def failed_tasks(result: subprocess.CompletedProcess[str], after: int = 25) -> s
     """Each failed Ansible task of a command's output: its TASK line and what follows.
 
     A molecule log is long and a report may show only its two ends, so an assertion
-    message ends with these blocks.
+    message starts with these blocks.
     """
     lines = (result.stdout + result.stderr).splitlines()
     blocks = []

@@ -169,6 +169,8 @@ class Poller(threading.Thread):
         self.url, self.ca, self.interval = url.rstrip("/") + "/hub/health", ca, interval
         self.deadline = time.monotonic() + seconds
         self.samples: list[tuple[float, bool, str, float]] = []
+        # Why each failed request failed (status or exception), by its start time.
+        self.reasons: dict[float, str] = {}
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -178,8 +180,11 @@ class Poller(threading.Thread):
             try:
                 reply = session.get(self.url, verify=self.ca, timeout=10)
                 ok, who = reply.status_code == 200, reply.headers.get("X-JupyterHub-Instance", "?")
-            except requests.RequestException:
+                if not ok:
+                    self.reasons[started] = f"HTTP {reply.status_code} from {who}"
+            except requests.RequestException as err:
                 ok, who = False, "-"
+                self.reasons[started] = f"{type(err).__name__}: {str(err)[:160]}"
             self.samples.append((started, ok, who, time.monotonic() - started))
             time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
@@ -200,6 +205,8 @@ class Poller(threading.Thread):
             "answered_by": answered,
             "failure_window_s": round(window, 3),
             "slowest_s": round(max((s[3] for s in after), default=0.0), 3),
+            # The first failures: seconds after the command started, and why.
+            "failures": [[round(s[0] - since, 3), self.reasons.get(s[0], "?")] for s in failed[:5]],
         }
 
 

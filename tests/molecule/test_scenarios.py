@@ -108,11 +108,14 @@ def test_scenario(project: Path, scenario: str) -> None:
     # A failed run may have stopped before generating anything; what it printed is checked.
     found = [f"secret in the output: {leak}" for leak in leaks(secrets, texts)]
     assert result.returncode == 0, (
+        # The failed tasks come first: a report may show only the two ends of a long message,
+        # and the end of a molecule run is the destroy step.
         f"molecule test -s {scenario} in {project} failed; whole log in .cache/logs/{label}.log\n"
-        + tail(result, 150)
-        + "\n=== the failed tasks ===\n"
-        + failed_tasks(result)
+        + "=== the failed tasks ===\n"
+        + (failed_tasks(result) or "(none printed a fatal: or failed: line)")
         + ("\n=== secrets in the output ===\n" + "\n".join(found) if found else "")
+        + "\n=== the end of the output ===\n"
+        + tail(result, 60)
     )
     skipped = missing_playbooks(result.stdout + result.stderr)
     assert not skipped, (
