@@ -25,7 +25,9 @@ description:
     - C(slurm_time_minutes) turns a SLURM time (C(7-00:00:00), C(8:00:00), minutes) into minutes
     - C(slurm_time) turns minutes or a SLURM time into the canonical C(D-HH:MM:SS)
     - C(slurm_reservation_problems) checks one reservation against the partitions
-    - C(slurm_node_line) renders a C(NodeName=...) line from the output of C(slurmd -C).
+    - C(slurm_node_line) renders a C(NodeName=...) line from the output of C(slurmd -C)
+    - C(slurm_partitions_memory) gives every partition a default memory per CPU (C(DefMemPerCPU))
+      that fits its nodes, for clusters that confine jobs' memory.
 options:
   _input:
     description:
@@ -605,6 +607,102 @@ def slurm_node_line(
     return f"NodeName={name} {text} State=UNKNOWN"
 
 
+MEMORY_OPTIONS = ("DefMemPerCPU", "DefMemPerNode", "DefMemPerGPU")
+
+
+def _node_memory(line: Any) -> tuple[str, int | None, int]:
+    """Name, RealMemory (None if not declared) and CPUs of a ``NodeName=...`` line."""
+    if not isinstance(line, str) or not line.startswith("NodeName="):
+        raise AnsibleFilterError(
+            f"slurm_partitions_memory expects NodeName lines, got {_shown(line)}"
+        )
+    found = dict(token.split("=", 1) for token in line.split() if "=" in token)
+    try:
+        memory = int(found["RealMemory"]) if "RealMemory" in found else None
+        cpus = int(found.get("CPUs", "1"))
+    except ValueError as error:
+        raise AnsibleFilterError(f"{_shown(line)}: RealMemory and CPUs must be numbers") from error
+    return found["NodeName"], memory, max(cpus, 1)
+
+
+def _mem_setting(value: Any, name: str) -> int | None:
+    """A default memory per CPU in MB, or None for auto."""
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AnsibleFilterError(
+            f"{name} must be auto or a number of MB (1 or more), not {_shown(value)}"
+        )
+    return value
+
+
+def slurm_partitions_memory(
+    partitions: Any,
+    node_lines: Any,
+    jupyter_mem_per_cpu: Any = "auto",
+    batch_mem_per_cpu: Any = "auto",
+) -> list[dict[str, Any]]:
+    """Normalised partitions with ``DefMemPerCPU`` in their settings, so that a job that asks
+    for no memory still gets a limit (``SelectTypeParameters=CR_Core_Memory`` would otherwise
+    give it all memory of its node).
+
+    ``auto`` shares the smallest node of the partition among the jobs that may run on it at
+    once: ``RealMemory / CPUs / oversubscribe`` (a notebook partition with FORCE:40 on a
+    one-CPU node of 24000 MB: 600 MB each, so that 40 notebooks fit as they did without
+    memory limits); a number of MB is taken as it is, if one CPU's worth fits the smallest
+    node. A partition whose settings name a default memory already is left alone. Fails
+    naming the node when one declares no RealMemory (jobs could never be given memory there).
+    """
+    if not isinstance(partitions, list) or not isinstance(node_lines, list):
+        raise AnsibleFilterError(
+            "slurm_partitions_memory expects normalised partitions and a list of NodeName lines"
+        )
+    nodes = {name: (memory, cpus) for name, memory, cpus in map(_node_memory, node_lines)}
+    chosen = {
+        True: _mem_setting(jupyter_mem_per_cpu, "slurm_jhub_def_mem_per_cpu"),
+        False: _mem_setting(batch_mem_per_cpu, "slurm_batch_def_mem_per_cpu"),
+    }
+    result = []
+    for part in partitions:
+        if not isinstance(part, Mapping) or "oversubscribe" not in part:
+            raise AnsibleFilterError(
+                "slurm_partitions_memory expects partitions from slurm_partitions_normalized, "
+                f"got {_shown(part)}"
+            )
+        settings = dict(part.get("settings") or {})
+        if any(key in settings for key in MEMORY_OPTIONS):
+            result.append(dict(part))
+            continue
+        names = sorted(nodes) if part["nodes"] == ["ALL"] else part["nodes"]
+        undeclared = [n for n in names if nodes.get(n, (None, 1))[0] is None]
+        if undeclared:
+            raise AnsibleFilterError(
+                f"partition {part['name']}: nodes {', '.join(undeclared)} declare no RealMemory "
+                "(slurmd -C or slurm_node_config); memory limits need it"
+            )
+        if not names:
+            result.append(dict(part))
+            continue
+        smallest = min(nodes[n][0] for n in names)
+        fair = min(nodes[n][0] // (nodes[n][1] * int(part["oversubscribe"])) for n in names)
+        value = chosen[bool(part.get("jupyter"))]
+        variable = (
+            "slurm_jhub_def_mem_per_cpu" if part.get("jupyter") else "slurm_batch_def_mem_per_cpu"
+        )
+        if value is None and fair < 1:
+            raise AnsibleFilterError(
+                f"partition {part['name']}: its smallest node has too little memory for "
+                f"{part['oversubscribe']} jobs per CPU; set {variable}"
+            )
+        if value is not None and value > smallest:
+            raise AnsibleFilterError(
+                f"partition {part['name']}: {variable}={value} is more than the memory of its "
+                f"smallest node ({smallest} MB); no job could start"
+            )
+        result.append({**part, "settings": {**settings, "DefMemPerCPU": str(value or fair)}})
+    return result
+
+
 class FilterModule:
     """SLURM configuration filters."""
 
@@ -618,4 +716,5 @@ class FilterModule:
             "slurm_conf_lines": slurm_conf_lines,
             "slurm_reservation_problems": slurm_reservation_problems,
             "slurm_node_line": slurm_node_line,
+            "slurm_partitions_memory": slurm_partitions_memory,
         }

@@ -263,3 +263,42 @@ def test_node_line_takes_the_node_settings() -> None:
 def test_node_line_refuses_bad_input(hardware: str, overrides: object) -> None:
     with pytest.raises(AnsibleFilterError):
         sc.slurm_node_line(hardware, overrides)
+
+
+NODE_LINES = [
+    "NodeName=node1 CPUs=1 RealMemory=24000 State=UNKNOWN",
+    "NodeName=node2 CPUs=4 RealMemory=64000 State=UNKNOWN",
+]
+
+
+def _memory(parts: list[dict], **kwargs: object) -> dict[str, str | None]:
+    shaped = sc.slurm_partitions_memory(sc.slurm_partitions_normalized(parts), NODE_LINES, **kwargs)
+    return {p["name"]: p["settings"].get("DefMemPerCPU") for p in shaped}
+
+
+def test_memory_auto_shares_the_smallest_node_among_its_jobs() -> None:
+    # The smaller share wins: node2 has 64000 MB / 4 CPUs = 16000 per CPU, 400 per notebook.
+    assert _memory([JHUB, BATCH]) == {"jhub": "400", "batch": "16000"}
+    # node1 alone: 24000 MB / 1 CPU / 40 notebooks.
+    assert _memory([{**JHUB, "nodes": ["node1"]}, BATCH]) == {"jhub": "600", "batch": "16000"}
+
+
+def test_memory_takes_a_number_and_keeps_a_partition_s_own() -> None:
+    own = {**BATCH, "settings": {"DefMemPerNode": 2048}}
+    assert _memory([JHUB, own], jupyter_mem_per_cpu=512) == {"jhub": "512", "batch": None}
+
+
+@pytest.mark.parametrize(
+    ("lines", "kwargs", "message"),
+    [
+        (["NodeName=node1 CPUs=1 State=UNKNOWN"], {}, "node1 declare no RealMemory"),
+        (["NodeName=node1 CPUs=1 RealMemory=30"], {}, "set slurm_jhub_def_mem_per_cpu"),
+        (NODE_LINES, {"batch_mem_per_cpu": 30000}, "slurm_batch_def_mem_per_cpu=30000 is more"),
+        (NODE_LINES, {"jupyter_mem_per_cpu": "600M"}, "slurm_jhub_def_mem_per_cpu must be auto"),
+        (NODE_LINES, {"jupyter_mem_per_cpu": True}, "must be auto or a number"),
+        (["CPUs=1"], {}, "expects NodeName lines"),
+    ],
+)
+def test_memory_refuses_what_no_job_could_get(lines: list[str], kwargs: dict, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=message):
+        sc.slurm_partitions_memory(sc.slurm_partitions_normalized([JHUB, BATCH]), lines, **kwargs)
