@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
+import types
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,16 @@ def run(
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         (LOG_DIR / f"{log_name}.log").write_text(result.stdout + result.stderr)
     return result
+
+
+def load_module(name: str, path: Path) -> types.ModuleType:
+    """A file of the repository (a filter plugin, a tool) loaded as a module under name."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tail(result: subprocess.CompletedProcess[str], lines: int = 120) -> str:

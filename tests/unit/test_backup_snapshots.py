@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import types
 from datetime import UTC, datetime
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_module
 
-
-def _load() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "backup_snapshots_filter", REPO_ROOT / "filter_plugins/backup_snapshots.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bs = _load()
+bs = load_module("backup_snapshots_filter", REPO_ROOT / "filter_plugins/backup_snapshots.py")
 suspect = bs.backup_suspect_snapshots
 
 # A real backup: started 02:00:00.123456789 UTC, uploaded ten minutes later.

@@ -3,9 +3,7 @@ including a round trip through HTCondor's own configuration reader and ClassAd p
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import types
 from pathlib import Path
 
 import classad2
@@ -13,21 +11,12 @@ import htcondor2
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_module
 
 PLUGIN_PATH = REPO_ROOT / "filter_plugins/htcondor_config.py"
 
 
-def _load_plugin() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("htcondor_config_filter", PLUGIN_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plugin = _load_plugin()
+plugin = load_module("htcondor_config_filter", PLUGIN_PATH)
 htcondor_config = plugin.htcondor_config
 htcondor_classad_string = plugin.htcondor_classad_string
 

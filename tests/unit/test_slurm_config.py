@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import types
-
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_module
 
-
-def _load() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "slurm_config_filter", REPO_ROOT / "filter_plugins/slurm_config.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sc = _load()
+sc = load_module("slurm_config_filter", REPO_ROOT / "filter_plugins/slurm_config.py")
 
 JHUB = {"name": "jhub", "jupyter": True, "allow_groups": ["jupyterhub-users"]}
 BATCH = {"name": "batch", "default": True}

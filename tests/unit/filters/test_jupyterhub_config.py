@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import datetime
 import decimal
-import importlib.util
 import json
 import keyword
 import math
@@ -28,21 +27,14 @@ from ansible.utils.unsafe_proxy import AnsibleUnsafeText, wrap_var
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import load_module
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PLUGIN_DIR = REPO_ROOT / "filter_plugins"
 PLUGIN_PATH = PLUGIN_DIR / "jupyterhub_config.py"
 
 
-def _load_plugin() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("jupyterhub_config_filter", PLUGIN_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plugin = _load_plugin()
+plugin = load_module("jupyterhub_config_filter", PLUGIN_PATH)
 to_python_literal = plugin.to_python_literal
 jupyterhub_config_lines = plugin.jupyterhub_config_lines
 
