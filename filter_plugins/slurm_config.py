@@ -176,6 +176,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _require_normalized(part: Any, filter_name: str, key: str) -> None:
+    """Refuse a partition that did not come from slurm_partitions_normalized."""
+    if not isinstance(part, Mapping) or key not in part:
+        raise AnsibleFilterError(
+            f"{filter_name} expects partitions from slurm_partitions_normalized, got {_shown(part)}"
+        )
+
+
 def slurm_time_minutes(value: Any, name: str = "time") -> int | None:
     """Minutes of a SLURM time: an int (minutes) or a string in one of SLURM's formats
     (``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``); None for UNLIMITED/INFINITE.
@@ -452,11 +460,7 @@ def slurm_partition_lines(partitions: Any) -> list[str]:
         )
     lines = []
     for part in partitions:
-        if not isinstance(part, Mapping) or "max_minutes" not in part:
-            raise AnsibleFilterError(
-                "slurm_partition_lines expects partitions from slurm_partitions_normalized, "
-                f"got {_shown(part)}"
-            )
+        _require_normalized(part, "slurm_partition_lines", "max_minutes")
         options = {
             "Nodes": ",".join(part["nodes"]),
             "OverSubscribe": f"FORCE:{part['oversubscribe']}",
@@ -664,11 +668,7 @@ def slurm_partitions_memory(
     }
     result = []
     for part in partitions:
-        if not isinstance(part, Mapping) or "oversubscribe" not in part:
-            raise AnsibleFilterError(
-                "slurm_partitions_memory expects partitions from slurm_partitions_normalized, "
-                f"got {_shown(part)}"
-            )
+        _require_normalized(part, "slurm_partitions_memory", "oversubscribe")
         settings = dict(part.get("settings") or {})
         if any(key in settings for key in MEMORY_OPTIONS):
             result.append(dict(part))
