@@ -164,6 +164,38 @@ def test_backup_server_that_backs_up_itself_is_refused() -> None:
     assert_no_host_touched(output)
 
 
+# The host name of each inventory's hubs (site_public_url) and a name of its own for a service.
+HUB_NAME = {
+    "inventories/lab": "localhost",
+    "inventories/production.example": "jupyter.example.org",
+}
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+@pytest.mark.parametrize("port", ["", ":4443"])
+def test_owncloud_on_the_hubs_host_name_is_refused(inventory: str, port: str) -> None:
+    """ownCloud's pages on the hubs' host name (any port: cookies ignore ports) would share
+    the hubs' cookies; preflight names the variable and the way out."""
+    url = f"https://{HUB_NAME[inventory].upper()}{port}/"
+    rc, output = run_site(inventory, "-e", f"owncloud_public_url={url}")
+    assert rc != 0, "the run should have failed"
+    assert "owncloud_public_url" in output, output[-3000:]
+    assert "nginx_service_hosts" in output, output[-3000:]
+    assert_no_host_touched(output)
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_service_host_on_a_hub_name_is_refused(inventory: str) -> None:
+    """A service host may not take the production name: it would hide the hubs."""
+    extra = {
+        "nginx_service_hosts": [{"server_name": HUB_NAME[inventory], "upstream": "http://x:80"}]
+    }
+    rc, output = run_site(inventory, "-e", json.dumps(extra))
+    assert rc != 0, "the run should have failed"
+    assert "nginx_service_hosts" in output, output[-3000:]
+    assert_no_host_touched(output)
+
+
 @pytest.mark.parametrize(
     ("extra_vars", "named", "shown"),
     [
