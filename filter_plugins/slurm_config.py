@@ -640,15 +640,21 @@ def _mem_setting(value: Any, name: str) -> int | None:
     return value
 
 
+MAX_MEMORY_OPTIONS = ("MaxMemPerNode", "MaxMemPerCPU")
+
+
 def slurm_partitions_memory(
     partitions: Any,
     node_lines: Any,
     jupyter_mem_per_cpu: Any = "auto",
     batch_mem_per_cpu: Any = "auto",
+    jupyter_max_mem_per_node: Any = "auto",
 ) -> list[dict[str, Any]]:
     """Normalised partitions with ``DefMemPerCPU`` in their settings, so that a job that asks
     for no memory still gets a limit (``SelectTypeParameters=CR_Core_Memory`` would otherwise
-    give it all memory of its node).
+    give it all memory of its node), and notebook partitions with ``MaxMemPerNode``, so that
+    one job (``--mem=0`` asks for a whole node) cannot take the memory every other notebook
+    on its node needs: ``auto`` is a quarter of the smallest node (at least one CPU's default).
 
     ``auto`` shares the smallest node of the partition among the jobs that may run on it at
     once: ``RealMemory / CPUs / oversubscribe`` (a notebook partition with FORCE:40 on a
@@ -699,8 +705,28 @@ def slurm_partitions_memory(
                 f"partition {part['name']}: {variable}={value} is more than the memory of its "
                 f"smallest node ({smallest} MB); no job could start"
             )
-        result.append({**part, "settings": {**settings, "DefMemPerCPU": str(value or fair)}})
+        settings["DefMemPerCPU"] = str(value or fair)
+        if part.get("jupyter") and not any(key in settings for key in MAX_MEMORY_OPTIONS):
+            settings["MaxMemPerNode"] = str(
+                _max_mem(
+                    jupyter_max_mem_per_node, part["name"], int(settings["DefMemPerCPU"]), smallest
+                )
+            )
+        result.append({**part, "settings": settings})
     return result
+
+
+def _max_mem(value: Any, partition: str, default: int, smallest: int) -> int:
+    """The largest memory in MB of one job per node in a notebook partition."""
+    if value == "auto":
+        return max(smallest // 4, default)
+    chosen = _mem_setting(value, "slurm_jhub_max_mem_per_node") or 0
+    if not default <= chosen <= smallest:
+        raise AnsibleFilterError(
+            f"partition {partition}: slurm_jhub_max_mem_per_node={chosen} must lie between its "
+            f"default memory per CPU ({default} MB) and its smallest node's memory ({smallest} MB)"
+        )
+    return chosen
 
 
 class FilterModule:

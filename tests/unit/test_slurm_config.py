@@ -273,6 +273,39 @@ def test_memory_takes_a_number_and_keeps_a_partition_s_own() -> None:
     assert _memory([JHUB, own], jupyter_mem_per_cpu=512) == {"jhub": "512", "batch": None}
 
 
+def _max_memory(parts: list[dict], **kwargs: object) -> dict[str, str | None]:
+    shaped = sc.slurm_partitions_memory(sc.slurm_partitions_normalized(parts), NODE_LINES, **kwargs)
+    return {p["name"]: p["settings"].get("MaxMemPerNode") for p in shaped}
+
+
+def test_memory_maximum_of_a_notebook_job_is_a_quarter_of_the_smallest_node() -> None:
+    # --mem=0 asks for a whole node: in a notebook partition one job gets at most 24000 / 4.
+    assert _max_memory([JHUB, BATCH]) == {"jhub": "6000", "batch": None}
+    assert _max_memory([JHUB], jupyter_max_mem_per_node=2048) == {"jhub": "2048"}
+    # Never below one CPU's default, and a partition's own maximum wins.
+    assert _max_memory([JHUB], jupyter_mem_per_cpu=7000) == {"jhub": "7000"}
+    own = {**JHUB, "settings": {"MaxMemPerCPU": 1000}}
+    assert _max_memory([own]) == {"jhub": None}
+    line = sc.slurm_partition_lines(
+        sc.slurm_partitions_memory(sc.slurm_partitions_normalized([JHUB]), NODE_LINES)
+    )[0]
+    assert "MaxMemPerNode=6000" in line
+    assert "DefMemPerCPU=400" in line
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (300, "between its default memory per CPU \\(400 MB\\)"),
+        (30000, "smallest node's memory \\(24000 MB\\)"),
+        ("8G", "slurm_jhub_max_mem_per_node must be auto or a number"),
+    ],
+)
+def test_memory_maximum_refuses_what_does_not_fit(value: object, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=message):
+        _max_memory([JHUB], jupyter_max_mem_per_node=value)
+
+
 @pytest.mark.parametrize(
     ("lines", "kwargs", "message"),
     [
