@@ -96,3 +96,24 @@ def test_the_runner_fails_a_run_that_skipped_a_step_for_a_missing_playbook() -> 
     )
     assert missing_playbooks(output) == [f"WARNING  {step}", details]
     assert missing_playbooks("default > verify: Executed: Successful\n") == []
+
+
+# Settings of ansible.cfg that change what a run does; molecule writes its own copy of the
+# configuration, so the scenarios must carry the same values to test what operators run.
+SHARED_SETTINGS = ("forks", "gathering", "timeout", "force_handlers", "show_task_path_on_failure")
+
+
+def test_molecule_runs_with_the_settings_operators_run() -> None:
+    import configparser
+
+    operators = configparser.ConfigParser()
+    operators.read(REPO_ROOT / "ansible.cfg")
+    molecule = _config(BASE_CONFIG)["ansible"]["cfg"]["defaults"]
+    differ = {
+        key: (operators["defaults"].get(key), molecule.get(key))
+        for key in SHARED_SETTINGS
+        if str(operators["defaults"].get(key)).lower() != str(molecule.get(key)).lower()
+    }
+    assert differ == {}, f"ansible.cfg and .config/molecule/config.yml differ: {differ}"
+    # A notified handler runs even when a later task fails (a new MUNGE key restarts munged).
+    assert operators["defaults"].getboolean("force_handlers")
