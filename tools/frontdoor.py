@@ -288,19 +288,29 @@ def failover(args: argparse.Namespace) -> dict:
     notebook = _notebook(again, "failover-drill.ipynb")
     # The failed host returns; production goes back to it; she starts there again.
     subprocess.run(shlex.split(args.start), check=True, capture_output=True, timeout=120)
+    # Back means five answers from it in a row: while its hub starts, a request it does not
+    # accept in time still goes to the other instance (and marks it failed for a while).
     deadline = time.monotonic() + 180
-    back = None
-    while time.monotonic() < deadline:
+    in_a_row = 0
+    while time.monotonic() < deadline and in_a_row < 5:
         try:
             reply = again.session.get(args.url + "/hub/health", verify=args.ca, timeout=5)
-            if reply.status_code == 200 and reply.headers.get("X-JupyterHub-Instance") == active:
-                back = True
-                break
+            from_active = reply.headers.get("X-JupyterHub-Instance") == active
+            in_a_row = in_a_row + 1 if reply.status_code == 200 and from_active else 0
         except Exception:
-            pass
-        time.sleep(1.0)
-    third = _user(args, args.user)
-    third.login()
+            in_a_row = 0
+        time.sleep(0.5)
+    back = in_a_row >= 5
+    # She logs in again; her start must reach the returned instance, not the other one
+    # (where her server runs and a start would only answer "already running").
+    deadline = time.monotonic() + 60
+    while True:
+        third = _user(args, args.user)
+        third.login()
+        third_instance = third.served_by()
+        if third_instance == active or time.monotonic() > deadline:
+            break
+        time.sleep(3.0)
     third.start_server(timeout=180, options=_options(args))
     after = _servers_of(args.servers, args.user)
     notebook_after = _notebook(third, "failover-drill.ipynb")
@@ -315,6 +325,7 @@ def failover(args: argparse.Namespace) -> dict:
         "servers_during": during,
         "notebook_during": notebook,
         "active_back": back,
+        "login_after_return_on": third_instance,
         "servers_after_return": after,
         "notebook_after_return": notebook_after,
     }
