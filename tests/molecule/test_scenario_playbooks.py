@@ -115,5 +115,3 @@ def test_molecule_runs_with_the_settings_operators_run() -> None:
         if str(operators["defaults"].get(key)).lower() != str(molecule.get(key)).lower()
     }
     assert differ == {}, f"ansible.cfg and .config/molecule/config.yml differ: {differ}"
-    # A notified handler runs even when a later task fails (a new MUNGE key restarts munged).
-    assert operators["defaults"].getboolean("force_handlers")
