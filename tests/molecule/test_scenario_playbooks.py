@@ -9,6 +9,7 @@ scenario directory). The runner's own check of molecule's output is tested here 
 
 from __future__ import annotations
 
+import configparser
 import os
 from pathlib import Path
 
@@ -104,8 +105,6 @@ SHARED_SETTINGS = ("forks", "gathering", "timeout", "force_handlers", "show_task
 
 
 def test_molecule_runs_with_the_settings_operators_run() -> None:
-    import configparser
-
     operators = configparser.ConfigParser()
     operators.read(REPO_ROOT / "ansible.cfg")
     molecule = _config(BASE_CONFIG)["ansible"]["cfg"]["defaults"]
