@@ -36,13 +36,30 @@ def run(
         "PY_COLORS": "0",
         **(env or {}),
     }
-    result = subprocess.run(
-        cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    try:
+        result = subprocess.run(
+            cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as expired:
+        # What the command printed until it was stopped is what tells why it took so long.
+        if log_name:
+            write_log(log_name, _text(expired.stdout) + _text(expired.stderr))
+        raise
     if log_name:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        (LOG_DIR / f"{log_name}.log").write_text(result.stdout + result.stderr)
+        write_log(log_name, result.stdout + result.stderr)
     return result
+
+
+def _text(output: bytes | str | None) -> str:
+    if output is None:
+        return ""
+    return output if isinstance(output, str) else output.decode(errors="replace")
+
+
+def write_log(name: str, text: str) -> None:
+    """Keep a command's whole output in .cache/logs/<name>.log."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    (LOG_DIR / f"{name}.log").write_text(text)
 
 
 def load_module(name: str, path: Path) -> types.ModuleType:
@@ -81,3 +98,13 @@ def failed_tasks(result: subprocess.CompletedProcess[str], after: int = 25) -> s
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+# The test that takes longest, first: with bin/test's work-stealing workers it starts at
+# once on one worker while the other takes everything else (and steals the cheap tests
+# queued behind it), instead of starting after the cheap tests and ending last.
+LONGEST_FIRST = ("tests/molecule/test_scenarios.py::test_scenario[site-lab]",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid not in LONGEST_FIRST)

@@ -17,6 +17,19 @@ import yaml
 from tests.conftest import REPO_ROOT, run, tail
 
 INVENTORIES = ["inventories/lab", "inventories/production.example"]
+
+
+def each_on_one_inventory(cases: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Cases of one check, spread over the inventories in turn (the inventory last).
+
+    A check is the same code on every inventory; each preflight run costs a playbook run
+    (about 20 s of a core), so a check's cases are not all repeated on every inventory.
+    What differs between the inventories (their group_vars) is run on each of them in
+    test_group_vars_reach_every_inventory.
+    """
+    return [(*case, INVENTORIES[i % len(INVENTORIES)]) for i, case in enumerate(cases)]
+
+
 ENTRY_PLAYBOOKS = sorted(
     p.name for p in (REPO_ROOT / "playbooks").glob("*.yml") if p.name != "preflight.yml"
 )
@@ -55,21 +68,22 @@ def run_site(inventory: str, *extra: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("inventory", INVENTORIES)
 @pytest.mark.parametrize(
-    ("extra_vars", "named"),
-    [
-        ("jupyterhub_active_instance=c", "jupyterhub_active_instance"),
-        ("common_apt_cache_valid_time=soon", "common_apt_cache_valid_time"),
-        ('{"common_service_accounts": [{"name": "slurm"}]}', "uid"),
-        ('{"site_required_groups": ["proxy", "gpu_nodes"]}', "gpu_nodes"),
-        ("jupyterhub_authenticator=kerberos", "jupyterhub_authenticator"),
-        ('{"jupyterhub_spawners": ["local"]}', "jupyterhub_allow_local_spawner"),
-        ("nginx_tls_cert_file=/nonexistent/cert.pem", "nginx_tls_cert_file"),
-    ],
+    ("extra_vars", "named", "inventory"),
+    each_on_one_inventory(
+        [
+            ("jupyterhub_active_instance=c", "jupyterhub_active_instance"),
+            ("common_apt_cache_valid_time=soon", "common_apt_cache_valid_time"),
+            ('{"common_service_accounts": [{"name": "slurm"}]}', "uid"),
+            ('{"site_required_groups": ["proxy", "gpu_nodes"]}', "gpu_nodes"),
+            ("jupyterhub_authenticator=kerberos", "jupyterhub_authenticator"),
+            ("nginx_tls_cert_file=/nonexistent/cert.pem", "nginx_tls_cert_file"),
+            # (the local spawner has tests of its own below)
+        ]
+    ),
 )
 def test_bad_value_stops_in_preflight_before_any_host(
-    inventory: str, extra_vars: str, named: str
+    extra_vars: str, named: str, inventory: str
 ) -> None:
     rc, output = run_site(inventory, "-e", extra_vars)
     assert rc != 0, "the run should have failed"
@@ -121,18 +135,19 @@ BACKED_UP_HOST = {
 }
 
 
-@pytest.mark.parametrize("inventory", INVENTORIES)
 @pytest.mark.parametrize(
-    "repository",
-    [
-        "/var/backups/restic",
-        "local:/srv/restic",
-        "sftp:backup@{host}:/srv/restic",
-        "rest:https://{host}:8000/x/",
-    ],
+    ("repository", "inventory"),
+    each_on_one_inventory(
+        [
+            ("/var/backups/restic",),
+            ("local:/srv/restic",),
+            ("sftp:backup@{host}:/srv/restic",),
+            ("rest:https://{host}:8000/x/",),
+        ]
+    ),
 )
 def test_backup_repository_on_the_host_it_backs_up_is_refused(
-    inventory: str, repository: str
+    repository: str, inventory: str
 ) -> None:
     """A backup on the disks it protects is lost with them: preflight names the variable."""
     host = BACKED_UP_HOST[inventory]
@@ -171,9 +186,8 @@ HUB_NAME = {
 }
 
 
-@pytest.mark.parametrize("inventory", INVENTORIES)
-@pytest.mark.parametrize("port", ["", ":4443"])
-def test_owncloud_on_the_hubs_host_name_is_refused(inventory: str, port: str) -> None:
+@pytest.mark.parametrize(("port", "inventory"), each_on_one_inventory([("",), (":4443",)]))
+def test_owncloud_on_the_hubs_host_name_is_refused(port: str, inventory: str) -> None:
     """ownCloud's pages on the hubs' host name (any port: cookies ignore ports) would share
     the hubs' cookies; preflight names the variable and the way out."""
     url = f"https://{HUB_NAME[inventory].upper()}{port}/"
@@ -274,8 +288,8 @@ LOCAL_CHECK = "Check that notebooks run as the hub's account only where that is 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_local_spawner_is_refused_for_what_it_exposes(inventory: str) -> None:
-    """Without jupyterhub_allow_local_spawner, the local spawner stops the run: the message
-    names both variables, the danger and the backends to use instead."""
+    """Without jupyterhub_allow_local_spawner, the local spawner stops the run before any
+    host: the message names both variables, the danger and the backends to use instead."""
     rc, output = run_site(inventory, "-e", '{"jupyterhub_spawners": ["local"]}')
     assert rc != 0, "the run should have failed"
     for fragment in (

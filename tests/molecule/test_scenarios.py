@@ -30,6 +30,9 @@ LAB_TEST_ENV = {
     "JHUB_LAB_HTTP_PORT": "18080",
     "JHUB_LAB_TEST_HTTPS_PORT": "19443",
 }
+# The whole lab, full sequence, stops here at the latest: CI's limit is 90 minutes for the
+# whole suite, and the lab runs from its start beside everything else.
+LAB_TIMEOUT = 75 * 60
 # Ephemeral directories of the scenarios the suite runs, one per scenario.
 EPHEMERAL_ROOT = REPO_ROOT / ".cache" / "molecule"
 # Scenarios that handle no secret at all, and why (the check has nothing to compare there).
@@ -101,7 +104,13 @@ def test_scenario(project: Path, scenario: str) -> None:
         **(LAB_TEST_ENV if project == REPO_ROOT else {}),
         "MOLECULE_EPHEMERAL_DIRECTORY": str(ephemeral),
     }
-    result = run(["molecule", "test", "-s", scenario], cwd=project, env=env, log_name=label)
+    result = run(
+        ["molecule", "test", "-s", scenario],
+        cwd=project,
+        env=env,
+        log_name=label,
+        timeout=LAB_TIMEOUT if project == REPO_ROOT else 3600,
+    )
     dirs = secret_dirs(project, scenario, ephemeral)
     secrets: list[Secret] = collect(dirs, root=REPO_ROOT)
     texts = {f".cache/logs/{label}.log": result.stdout + result.stderr, **tracked_files()}
