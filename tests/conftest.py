@@ -101,10 +101,17 @@ def repo_root() -> Path:
 
 
 # The test that takes longest, first: with bin/test's work-stealing workers it starts at
-# once on one worker while the other takes everything else (and steals the cheap tests
-# queued behind it), instead of starting after the cheap tests and ending last.
+# once on one worker while the other takes everything else (and steals the tests queued
+# behind it), instead of starting after the cheap tests and ending last. The unit tests
+# come right after it: pytest-xdist leaves the two tests next in line on the busy worker,
+# and those two then run only after the lab, so they had better be cheap ones.
 LONGEST_FIRST = ("tests/molecule/test_scenarios.py::test_scenario[site-lab]",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.nodeid not in LONGEST_FIRST)
+    items.sort(
+        key=lambda item: (
+            item.nodeid not in LONGEST_FIRST,
+            not item.nodeid.startswith("tests/unit/"),
+        )
+    )
