@@ -103,8 +103,8 @@ def repo_root() -> Path:
 # The test that takes longest, first: with bin/test's work-stealing workers it starts at
 # once on one worker while the other takes everything else (and steals the tests queued
 # behind it), instead of starting after the cheap tests and ending last. The unit tests
-# come right after it: pytest-xdist leaves the two tests next in line on the busy worker,
-# and those two then run only after the lab, so they had better be cheap ones.
+# come right after it: pytest-xdist never steals a worker's last two tests (the running one
+# counts), so the test next in line runs only after the lab and had better be a cheap one.
 LONGEST_FIRST = ("tests/molecule/test_scenarios.py::test_scenario[site-lab]",)
 
 
