@@ -54,8 +54,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-# An IPv4 address anywhere in a header value (host:port, a list of upstreams).
-_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 
 
 def _options(args: argparse.Namespace) -> dict | None:
@@ -221,10 +219,32 @@ def login_flood(args: argparse.Namespace) -> dict:
     }
 
 
+_HEADER_TOKENS = re.compile(r"[\s,;=()<>\"'\[\]/]+")
+
+
+def internal_parts(value: str, names: frozenset[str] = frozenset()) -> list[str]:
+    """The IPv4 or IPv6 addresses (with or without a port) and the internal host names
+    (compared without case, with or without a port) that a header value carries."""
+    found = []
+    for token in _HEADER_TOKENS.split(value):
+        host = token.rsplit(":", 1)[0] if token.count(":") == 1 else token
+        if host.lower() in names:
+            found.append(token)
+            continue
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            continue
+        found.append(token)
+    return found
+
+
 def headers(args: argparse.Namespace) -> dict:
-    """Every response header of a few pages; those that carry an address are listed."""
+    """Every response header of a few pages; those that carry an address or the name of an
+    internal host are listed."""
     import requests
 
+    names = frozenset(name.lower() for name in args.internal)
     leaks = []
     seen = {}
     for path in ("/hub/login", "/hub/health", "/hub/api/", "/user/nobody/", "/no-such-page"):
@@ -233,11 +253,7 @@ def headers(args: argparse.Namespace) -> dict:
         )
         seen[path] = sorted(reply.headers)
         for name, value in reply.headers.items():
-            for found in _IPV4.findall(value):
-                try:
-                    ipaddress.ip_address(found)
-                except ValueError:
-                    continue
+            if internal_parts(value, names):
                 leaks.append({"path": path, "header": name, "value": value})
     return {"leaks": leaks, "headers": seen}
 
@@ -375,6 +391,9 @@ def main() -> int:
     )
     for option in ("--stop", "--start", "--servers"):
         sub.choices["failover"].add_argument(option, required=True)
+    sub.choices["headers"].add_argument(
+        "--internal", nargs="*", default=[], help="internal host names no header may carry"
+    )
     sub.choices["dead-server"].add_argument("--seconds", type=float, default=30)
     sub.choices["proxy-restart"].add_argument("--restart", required=True)
     sub.choices["proxy-restart"].add_argument("--seconds", type=float, default=60)
