@@ -239,6 +239,7 @@ def test_service_host_on_a_hub_name_is_refused(inventory: str) -> None:
         ("jupyterhub_idle_timeout=-1", "jupyterhub_idle_timeout", "-1"),
         ("jupyterhub_spawn_timeout=0", "jupyterhub_spawn_timeout", "0"),
         ("jupyterhub_slurm_pending_timeout=-1", "jupyterhub_slurm_pending_timeout", "-1"),
+        ("jupyterhub_slurm_pending_timeout=0", "jupyterhub_slurm_pending_timeout", "'0'"),
         ("jupyterhub_slurm_pending_timeout=600", "jupyterhub_slurm_pending_timeout", "600"),
         ("jupyterhub_proxy_route_check_interval=-2", "jupyterhub_proxy_route_check_interval", "-2"),
         ("jupyterhub_hub_port=70000", "jupyterhub_hub_port", "70000"),
@@ -274,7 +275,7 @@ def test_sensible_edge_values_pass_preflight() -> None:
         "nginx_hub_address": "2001:db8::11",
         "nginx_test_allowed_networks": ["198.51.100.0/24", "2001:db8::/32"],
         "jupyterhub_proxy_route_check_interval": 0,
-        "jupyterhub_slurm_pending_timeout": 0,
+        "jupyterhub_slurm_pending_timeout": 0.5,
         "jupyterhub_ldap_server_address": "192.0.2.5",
     }
     result = run(
