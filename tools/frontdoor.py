@@ -13,8 +13,9 @@ it, and docs/benchmarks.md quotes it.
   frontdoor.py login-flood   --url URL [--ca CA] [--count 20] [--seconds 10]
       Wrong passwords for one user as fast as allowed, from where it runs (standard library
       only, so that it runs inside any lab container): statuses counted.
-  frontdoor.py headers       --url URL --ca CA
-      Response headers of the hub's pages: none may carry an internal address.
+  frontdoor.py headers       --url URL --ca CA [--internal NAME ...]
+      Response headers of the hub's pages: none may carry an internal address or one of
+      the internal host names.
   frontdoor.py failover      --url URL --ca CA --secrets DIR --stop CMD --start CMD --servers CMD
       With the user's server running on the active instance (and a notebook saved), the
       active hub host dies (--stop) while a client polls production: the failed-request
@@ -220,22 +221,29 @@ def login_flood(args: argparse.Namespace) -> dict:
 
 
 _HEADER_TOKENS = re.compile(r"[\s,;=()<>\"'\[\]/]+")
+# An IPv4 address anywhere in a token (user@10.0.0.1, upstream:10.0.0.1:8000).
+_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def internal_parts(value: str, names: frozenset[str] = frozenset()) -> list[str]:
-    """The IPv4 or IPv6 addresses (with or without a port) and the internal host names
-    (compared without case, with or without a port) that a header value carries."""
+    """The IPv4 or IPv6 addresses (with or without a port, IPv4 also inside a longer token)
+    and the internal host names (a whole token, compared without case, with or without a
+    port) that a header value carries."""
     found = []
     for token in _HEADER_TOKENS.split(value):
         host = token.rsplit(":", 1)[0] if token.count(":") == 1 else token
-        if host.lower() in names:
+        if host.lower() in names or _is_address(host):
             found.append(token)
-            continue
-        try:
-            ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            continue
-        found.append(token)
+        else:
+            found.extend(match for match in _IPV4.findall(token) if _is_address(match))
     return found
 
 

@@ -264,8 +264,8 @@ def test_nonsense_port_timeout_or_address_stops_in_preflight(
 
 
 def test_sensible_edge_values_pass_preflight() -> None:
-    """Zero where it means something (HSTS off, no pending limit, no status port), short
-    nginx times, and IP literals as addresses are accepted."""
+    """Zero where it means something (HSTS off, no route check, no status port), a pending
+    limit under a second, short nginx times, and IP literals as addresses are accepted."""
     extra = {
         "nginx_hsts_max_age": 0,
         "nginx_status_port": 0,

@@ -20,6 +20,9 @@ NAMES = frozenset({"hub-a", "lab-hub-a", "db"})
         ("http://hub-a:8081/hub/", ["hub-a:8081"]),
         ("upstream=LAB-HUB-A", ["LAB-HUB-A"]),
         ("db", ["db"]),
+        ("user@10.0.0.1", ["10.0.0.1"]),
+        ("upstream:10.0.0.1:8000", ["10.0.0.1"]),
+        ("10.0.0.1.", ["10.0.0.1"]),
     ],
 )
 def test_addresses_and_internal_names_are_leaks(value: str, leaked: list[str]) -> None:
@@ -37,6 +40,8 @@ def test_addresses_and_internal_names_are_leaks(value: str, leaked: list[str]) -
         "/hub/login?next=%2Fhub%2F",
         "hub-b-ish dbx",
         "1.2.3",
+        "999.1.1.1",
+        "https://cloud.localhost:8443/",
     ],
 )
 def test_ordinary_header_values_are_not_leaks(value: str) -> None:
